@@ -1,0 +1,130 @@
+//! Command-line interface: the flags, and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::spec::Association;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubeless-trigger",
+    version,
+    about = "Create complete, working repositories for Kubeless triggers, in Rust",
+    long_about = "Create complete, working repositories for Kubeless triggers, in Rust.\n\n\
+        A trigger connects an event source (NATS, Kafka, Kinesis, ...) to Kubeless functions: a \
+        custom resource describes the association and a controller delivers each event. \
+        `kubeless-trigger new` writes the whole repository: the CRD, the Rust controller, \
+        Dockerfile, Makefile, jsonnet manifest, bats tests and CI.",
+    after_help = "Examples:\n  \
+        kubeless-trigger new nats                      # ask, starting from the NATS preset\n  \
+        kubeless-trigger new nats --defaults           # no questions: the preset as is\n  \
+        kubeless-trigger new --spec trigger.yaml -o x  # scripted: the whole spec from a file\n  \
+        kubeless-trigger new mqtt --dry-run            # list the files, write nothing\n  \
+        kubeless-trigger schema > trigger.schema.json  # JSON Schema for editors\n\n\
+        Exit status: 0 success, 1 failure, 2 usage or input error.",
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a trigger repository (interactive at a terminal, never otherwise)
+    #[command(after_help = "Examples:\n  \
+        kubeless-trigger new nats\n  \
+        kubeless-trigger new kinesis --defaults -o ./kinesis-trigger\n  \
+        kubeless-trigger new sqs --association function --no-input\n  \
+        kubeless-trigger new --spec trigger.yaml --output ./my-trigger\n  \
+        cat trigger.json | kubeless-trigger new --spec - --dry-run\n\n\
+        Without --spec, SOURCE picks a preset (see `kubeless-trigger presets`) or starts an\n\
+        empty field list. Prompts appear only when stdin is a terminal and neither --spec,\n\
+        --defaults nor --no-input is given; otherwise every missing or invalid input is\n\
+        reported at once and the exit status is 2.")]
+    New(NewArgs),
+    /// Print the JSON Schema of the spec file (trigger.yaml)
+    Schema,
+    /// List the embedded presets
+    Presets,
+    /// Print shell completions
+    #[command(after_help = "Example:\n  kubeless-trigger completions bash > /etc/bash_completion.d/kubeless-trigger")]
+    Completions {
+        /// Shell to generate completions for
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Event-source name, a DNS-1123 label (`nats`, `kafka`, `google-pubsub`)
+    pub source: Option<String>,
+    /// Read the whole spec from FILE (YAML or JSON; `-` for stdin); never prompts
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Output directory [default: ./<SOURCE>-trigger]
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Custom resource kind [spec key: kind; default: derived, e.g. NATSTrigger]
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// API group [spec key: group; default: kubeless.io]
+    #[arg(long)]
+    pub group: Option<String>,
+    /// API version [spec key: version; default: v1beta1]
+    #[arg(long, value_name = "VERSION")]
+    pub api_version: Option<String>,
+    /// How triggers name their functions [spec key: association]
+    #[arg(long, value_enum)]
+    pub association: Option<AssociationArg>,
+    /// Controller image repository, no tag [spec key: image]
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Cargo package name [spec key: crate; default: <SOURCE>-trigger]
+    #[arg(long = "crate", value_name = "NAME")]
+    pub crate_name: Option<String>,
+    /// Accept every default without asking
+    #[arg(long)]
+    pub defaults: bool,
+    /// Never prompt; fail with the list of what is missing instead
+    #[arg(long)]
+    pub no_input: bool,
+    /// Write into an existing, non-empty output directory
+    #[arg(long)]
+    pub force: bool,
+    /// Print the files that would be written (path, owner, size) and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AssociationArg {
+    /// `functionSelector`: a label selector, one trigger to many functions
+    Selector,
+    /// `functionName`: exactly one function
+    Function,
+}
+
+impl From<AssociationArg> for Association {
+    fn from(a: AssociationArg) -> Association {
+        match a {
+            AssociationArg::Selector => Association::Selector,
+            AssociationArg::Function => Association::Function,
+        }
+    }
+}
+
+/// The flag that sets a spec key, for error messages.
+pub fn flag_for(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "source" => "SOURCE argument",
+        "kind" => "--kind",
+        "group" => "--group",
+        "version" => "--api-version",
+        "association" => "--association",
+        "image" => "--image",
+        "crate" => "--crate",
+        _ => return None,
+    })
+}

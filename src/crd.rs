@@ -1,0 +1,136 @@
+//! The CustomResourceDefinition, built from the model exactly as kube-derive
+//! builds it from the generated Rust types, and serialized with the same
+//! serializer the generated `crdgen` uses. The generated repository's `crd`
+//! test fails if the two ever disagree.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,
+    CustomResourceDefinitionSpec, CustomResourceDefinitionVersion, CustomResourceSubresourceStatus,
+    CustomResourceSubresources, CustomResourceValidation, JSONSchemaProps,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Value, json};
+
+use crate::model::Model;
+
+/// LabelSelector's schema as k8s-openapi 0.29 (feature `schemars`) and kube 5 emit it.
+const LABEL_SELECTOR: &str = include_str!("schemas/label_selector.json");
+/// Condition's schema (the items of `status.conditions`), from the same source.
+const CONDITION: &str = include_str!("schemas/condition.json");
+
+/// The CRD as YAML, byte-identical to `cargo run --bin crdgen` in the generated repo.
+pub fn yaml(model: &Model) -> String {
+    serde_saphyr::to_string(&build(model)).expect("a CRD serializes to YAML")
+}
+
+pub fn build(model: &Model) -> CustomResourceDefinition {
+    let n = &model.names;
+    let root = json!({
+        "description": model.description,
+        "properties": {
+            "spec": spec_schema(model),
+            "status": status_schema(),
+        },
+        "required": ["spec"],
+        "title": n.kind,
+        "type": "object",
+    });
+    let schema: JSONSchemaProps = serde_json::from_value(root).expect("the schema fits JSONSchemaProps");
+    CustomResourceDefinition {
+        metadata: ObjectMeta { name: Some(n.crd_name.clone()), ..ObjectMeta::default() },
+        spec: CustomResourceDefinitionSpec {
+            group: n.group.clone(),
+            names: CustomResourceDefinitionNames {
+                categories: Some(vec!["kubeless".to_owned()]),
+                kind: n.kind.clone(),
+                plural: n.plural.clone(),
+                short_names: (!n.short_names.is_empty()).then(|| n.short_names.clone()),
+                singular: Some(n.singular.clone()),
+                list_kind: None,
+            },
+            scope: "Namespaced".to_owned(),
+            versions: vec![CustomResourceDefinitionVersion {
+                additional_printer_columns: Some(
+                    model
+                        .columns
+                        .iter()
+                        .map(|c| CustomResourceColumnDefinition {
+                            json_path: c.json_path.clone(),
+                            name: c.name.clone(),
+                            type_: c.ty.clone(),
+                            ..CustomResourceColumnDefinition::default()
+                        })
+                        .collect(),
+                ),
+                name: n.version.clone(),
+                schema: Some(CustomResourceValidation { open_api_v3_schema: Some(schema) }),
+                served: true,
+                storage: true,
+                subresources: Some(CustomResourceSubresources {
+                    status: Some(CustomResourceSubresourceStatus(json!({}))),
+                    scale: None,
+                }),
+                deprecated: None,
+                deprecation_warning: None,
+                selectable_fields: None,
+            }],
+            conversion: None,
+            preserve_unknown_fields: None,
+        },
+        status: None,
+    }
+}
+
+fn spec_schema(model: &Model) -> Value {
+    let mut properties: BTreeMap<String, Value> =
+        model.fields.iter().map(|f| (f.json_name.clone(), f.schema.clone())).collect();
+    let association = match model.association {
+        "selector" => {
+            let mut s: Value = serde_json::from_str(LABEL_SELECTOR).expect("fixture is JSON");
+            s["description"] = json!(model.association_description);
+            s
+        }
+        _ => json!({"type": "string", "description": model.association_description}),
+    };
+    properties.insert(model.association_field.to_owned(), association);
+    let mut required: Vec<String> =
+        model.fields.iter().filter(|f| f.required).map(|f| f.json_name.clone()).collect();
+    required.push(model.association_field.to_owned());
+    required.sort();
+    json!({
+        "description": model.spec_description,
+        "properties": properties,
+        "required": required,
+        "type": "object",
+    })
+}
+
+/// Schema of the generated `<Kind>Status` struct (templates/src/apis/…/__module__.rs.tera).
+fn status_schema() -> Value {
+    let condition: Value = serde_json::from_str(CONDITION).expect("fixture is JSON");
+    json!({
+        "description": "Observed state of the trigger, written by its controller.",
+        "nullable": true,
+        "properties": {
+            "conditions": {
+                "description": "Current conditions; `Ready` says whether events are being delivered.",
+                "items": condition,
+                "type": "array",
+            },
+            "functions": {
+                "description": "Functions the trigger currently delivers events to.",
+                "items": {"type": "string"},
+                "type": "array",
+            },
+            "observedGeneration": {
+                "description": "The `metadata.generation` this status describes.",
+                "format": "int64",
+                "nullable": true,
+                "type": "integer",
+            },
+        },
+        "type": "object",
+    })
+}

@@ -1,0 +1,40 @@
+//! The CLI's error type and its exit codes.
+
+use crate::apply::ApplyError;
+use crate::render::RenderError;
+use crate::spec::LoadError;
+
+/// Exit status for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status for a failure (drift found, a write that failed).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status for a usage or input error.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Input(#[from] LoadError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("prompt failed: {0}")]
+    Prompt(#[from] dialoguer::Error),
+    #[error("cancelled; nothing was written")]
+    Cancelled,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) | CliError::Input(_) => EXIT_USAGE,
+            CliError::Apply(ApplyError::NotEmpty(_) | ApplyError::NotADirectory(_)) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Inputs: turn the command line (and a spec file or preset) into a `Spec`.
+//! The interactive path lives in `prompt`; both end in the same validation.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+use crate::cli::{NewArgs, flag_for};
+use crate::error::CliError;
+use crate::spec::{self, LoadError, Parsed, Problem, Spec};
+use crate::{presets, prompt};
+
+/// What `new` will write, and where.
+pub struct Resolved {
+    pub spec: Spec,
+    pub output: PathBuf,
+}
+
+/// Collect the spec for `new`: from `--spec`, or from SOURCE's preset (or an
+/// empty spec) with flag overrides, then, at a terminal, the prompts.
+pub fn resolve(args: &NewArgs) -> Result<Resolved, CliError> {
+    let interactive =
+        args.spec.is_none() && !args.defaults && !args.no_input && std::io::stdin().is_terminal();
+    let mut parsed = match &args.spec {
+        Some(path) => {
+            let (text, origin) = read_spec(path)?;
+            let parsed = spec::parse(&text, &origin)?;
+            if let Some(source) = &args.source
+                && *source != parsed.spec.source
+            {
+                return Err(CliError::Usage(format!(
+                    "SOURCE {source:?} disagrees with `source: {}` in {origin}; drop one",
+                    parsed.spec.source
+                )));
+            }
+            parsed
+        }
+        None => match &args.source {
+            Some(source) => Parsed::unlocated(
+                presets::find(source).unwrap_or_else(|| Spec::empty(source)),
+                "the command line",
+            ),
+            None if interactive => Parsed::unlocated(Spec::empty(""), "the command line"),
+            None => {
+                return Err(CliError::Input(LoadError {
+                    origin: "the command line".into(),
+                    problems: vec![Problem::new(
+                        "source",
+                        "missing: give the event-source name as SOURCE (e.g. `new nats`) or use --spec FILE",
+                    )],
+                }));
+            }
+        },
+    };
+    let overridden = apply_flags(args, &mut parsed.spec);
+
+    let spec = if interactive {
+        prompt::run(parsed.spec)?
+    } else {
+        parsed.validate(&overridden).map_err(|mut e| {
+            for p in &mut e.problems {
+                if let Some(flag) = overridden.iter().find(|k| p.path == **k).and_then(|k| flag_for(k)) {
+                    p.message.push_str(&format!(" (set by {flag})"));
+                }
+            }
+            CliError::Input(e)
+        })?
+    };
+    let output = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{}-trigger", spec.source)));
+    Ok(Resolved { spec, output })
+}
+
+/// Apply the override flags; returns the spec keys they set.
+fn apply_flags(args: &NewArgs, spec: &mut Spec) -> Vec<&'static str> {
+    let mut set = Vec::new();
+    let mut put = |key: &'static str, value: &Option<String>, slot: &mut Option<String>| {
+        if let Some(v) = value {
+            *slot = Some(v.clone());
+            set.push(key);
+        }
+    };
+    put("kind", &args.kind, &mut spec.kind);
+    put("group", &args.group, &mut spec.group);
+    put("version", &args.api_version, &mut spec.version);
+    put("image", &args.image, &mut spec.image);
+    put("crate", &args.crate_name, &mut spec.crate_name);
+    if let Some(a) = args.association {
+        spec.association = a.into();
+        set.push("association");
+    }
+    set
+}
+
+fn read_spec(path: &Path) -> Result<(String, String), CliError> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Usage(format!("cannot read the spec from stdin: {e}")))?;
+        return Ok((text, "<stdin>".into()));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read spec file {}: {e}", path.display())))?;
+    Ok((text, path.display().to_string()))
+}

@@ -1,0 +1,445 @@
+//! The render model: the spec's fields turned into the Rust and schema pieces
+//! templates place. All decisions about types, attributes and defaults live
+//! here, so templates stay free of logic and the CRD builder and the Rust
+//! types are derived from the same facts.
+
+use heck::{ToLowerCamelCase, ToSnakeCase, ToUpperCamelCase};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::names::{self, Names};
+use crate::spec::{Association, Field, FieldType, ScalarType, Spec};
+
+/// Everything the templates see.
+#[derive(Debug, Serialize)]
+pub struct Model {
+    pub names: Names,
+    /// One line: what the trigger does (CRD description and docs).
+    pub description: String,
+    /// Description of the trigger's `spec`.
+    pub spec_description: String,
+    /// `selector` or `function`.
+    pub association: &'static str,
+    /// `functionSelector` or `functionName`.
+    pub association_field: &'static str,
+    /// Description of the association field.
+    pub association_description: &'static str,
+    pub fields: Vec<FieldModel>,
+    pub enums: Vec<EnumModel>,
+    pub columns: Vec<Column>,
+    /// Which optional imports the types file needs.
+    pub uses: Uses,
+    /// An example trigger object's spec (YAML lines, indented for `spec:`).
+    pub example_spec: Vec<String>,
+    pub ci: &'static str,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Uses {
+    pub btreemap: bool,
+    pub secret_key_ref: bool,
+    pub label_selector: bool,
+}
+
+/// One spec field as Rust code and as schema.
+#[derive(Debug, Serialize)]
+pub struct FieldModel {
+    pub json_name: String,
+    pub rust_name: String,
+    pub rust_type: String,
+    pub doc_lines: Vec<String>,
+    /// Full attribute lines (`#[serde(...)]`, `#[schemars(...)]`), in order.
+    pub attrs: Vec<String>,
+    /// `default_<name>` function, when the field has a default.
+    pub default_fn: Option<DefaultFn>,
+    pub required: bool,
+    /// The field's OpenAPI v3 schema, as kube derives it from the Rust type.
+    #[serde(skip)]
+    pub schema: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DefaultFn {
+    pub name: String,
+    pub rust_type: String,
+    pub expr: String,
+}
+
+/// A Rust enum generated for an `enum` field.
+#[derive(Debug, Serialize)]
+pub struct EnumModel {
+    pub name: String,
+    pub json_name: String,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Variant {
+    pub name: String,
+    pub value: String,
+}
+
+/// An `additionalPrinterColumns` entry.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub json_path: String,
+    /// The `printcolumn(...)` attribute argument, Rust-escaped.
+    pub attr: String,
+}
+
+/// How many spec fields get their own printer column.
+const FIELD_COLUMNS: usize = 2;
+
+impl Model {
+    /// Build the model of a validated spec.
+    pub fn new(spec: &Spec) -> Model {
+        let names = Names::derive(spec);
+        let mut uses = Uses { label_selector: spec.association == Association::Selector, ..Uses::default() };
+        let mut enums = Vec::new();
+        let fields: Vec<FieldModel> = spec
+            .fields
+            .iter()
+            .map(|f| field_model(&names, f, &mut uses, &mut enums))
+            .collect();
+        let description = spec.description.as_deref().map(normalize).unwrap_or_else(|| match spec.association {
+            Association::Selector => format!(
+                "{} delivers {} events to the Kubeless functions selected by its `functionSelector`.",
+                names.kind, names.source_title
+            ),
+            Association::Function => format!(
+                "{} delivers {} events to the Kubeless function named by its `functionName`.",
+                names.kind, names.source_title
+            ),
+        });
+        let columns = columns(spec, &fields);
+        let example_spec = example_spec(spec);
+        Model {
+            spec_description: format!(
+                "Desired state of a {}: the event source settings and the functions to call.",
+                names.kind
+            ),
+            association: spec.association.as_str(),
+            association_field: spec.association.field_name(),
+            association_description: match spec.association {
+                Association::Selector => {
+                    "Label selector of the functions, in the trigger's namespace, that receive every event."
+                }
+                Association::Function => "Name of the function, in the trigger's namespace, that receives every event.",
+            },
+            ci: "travis",
+            names,
+            description,
+            fields,
+            enums,
+            columns,
+            uses,
+            example_spec,
+        }
+    }
+}
+
+/// Trim every line and the whole text; the same text goes into doc comments
+/// and the schema, so both must agree byte for byte.
+fn normalize(text: &str) -> String {
+    text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n").trim().to_owned()
+}
+
+fn sentence_of(json_name: &str) -> String {
+    let words = json_name.to_snake_case().replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(c) => format!("{}{}.", c.to_ascii_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
+fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumModel>) -> FieldModel {
+    let rust_name = f.rust_name.clone().unwrap_or_else(|| names::rust_field_name(&f.name));
+    let description = f.description.as_deref().map(normalize).unwrap_or_else(|| sentence_of(&f.name));
+    let optional = !f.required && f.default.is_none();
+
+    let enum_name = format!("{}{}", names.kind, f.name.to_upper_camel_case());
+    let base_type = match f.ty {
+        FieldType::String => "String".to_owned(),
+        FieldType::Integer => "i64".to_owned(),
+        FieldType::Number => "f64".to_owned(),
+        FieldType::Boolean => "bool".to_owned(),
+        FieldType::Enum => enum_name.clone(),
+        FieldType::List => format!("Vec<{}>", scalar_rust(f.items.unwrap_or(ScalarType::String))),
+        FieldType::Map => {
+            uses.btreemap = true;
+            "BTreeMap<String, String>".to_owned()
+        }
+        FieldType::Object => "serde_json::Value".to_owned(),
+        FieldType::SecretKeyRef => {
+            uses.secret_key_ref = true;
+            "SecretKeyRef".to_owned()
+        }
+    };
+    if f.ty == FieldType::Enum {
+        enums.push(EnumModel {
+            name: enum_name,
+            json_name: f.name.clone(),
+            variants: f
+                .values
+                .iter()
+                .map(|v| Variant { name: names::variant_name(v), value: v.clone() })
+                .collect(),
+        });
+    }
+
+    let mut attrs = Vec::new();
+    let default_rust_name = rust_name.trim_start_matches("r#");
+    let default_fn = f.default.as_ref().map(|d| DefaultFn {
+        name: format!("default_{default_rust_name}"),
+        rust_type: base_type.clone(),
+        expr: default_expr(f, d, &base_type),
+    });
+    // The struct has `rename_all = "camelCase"`; rename only where that is not enough.
+    let rename = (rust_name.to_lower_camel_case() != f.name).then(|| format!("rename = {:?}", f.name));
+    let mut serde_args: Vec<String> = rename.into_iter().collect();
+    if let Some(d) = &default_fn {
+        serde_args.push(format!("default = {:?}", d.name));
+    } else if optional {
+        serde_args.push("default".into());
+        serde_args.push("skip_serializing_if = \"Option::is_none\"".into());
+    }
+    if !serde_args.is_empty() {
+        attrs.push(format!("#[serde({})]", serde_args.join(", ")));
+    }
+    let mut validation = Vec::new();
+    if f.min_length.is_some() || f.max_length.is_some() {
+        let parts: Vec<String> = [("min", f.min_length), ("max", f.max_length)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k} = {v}")))
+            .collect();
+        validation.push(format!("length({})", parts.join(", ")));
+    }
+    if let Some(p) = &f.pattern {
+        validation.push(format!("regex(pattern = r#\"{p}\"#)"));
+    }
+    if f.minimum.is_some() || f.maximum.is_some() {
+        let parts: Vec<String> = [("min", f.minimum), ("max", f.maximum)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k} = {}", number_literal(f.ty, v))))
+            .collect();
+        validation.push(format!("range({})", parts.join(", ")));
+    }
+    if f.ty == FieldType::Object {
+        validation.push("extend(\"type\" = \"object\", \"x-kubernetes-preserve-unknown-fields\" = true)".into());
+    }
+    if !validation.is_empty() {
+        attrs.push(format!("#[schemars({})]", validation.join(", ")));
+    }
+
+    let rust_type = if optional { format!("Option<{base_type}>") } else { base_type };
+    let schema = field_schema(f, &description, optional);
+    FieldModel {
+        json_name: f.name.clone(),
+        rust_name,
+        rust_type,
+        doc_lines: description.lines().map(str::to_owned).collect(),
+        attrs,
+        default_fn,
+        required: f.required,
+        schema,
+    }
+}
+
+fn scalar_rust(s: ScalarType) -> &'static str {
+    match s {
+        ScalarType::String => "String",
+        ScalarType::Integer => "i64",
+        ScalarType::Number => "f64",
+        ScalarType::Boolean => "bool",
+    }
+}
+
+/// A Rust literal for a bound: integers without a fraction, numbers with one.
+fn number_literal(ty: FieldType, v: f64) -> String {
+    if ty == FieldType::Integer { format!("{}", v as i64) } else { format!("{v:?}") }
+}
+
+fn scalar_expr(s: ScalarType, v: &Value) -> String {
+    match s {
+        ScalarType::String => format!("{:?}.to_owned()", v.as_str().unwrap_or_default()),
+        ScalarType::Integer => v.as_i64().unwrap_or_default().to_string(),
+        ScalarType::Number => format!("{:?}", v.as_f64().unwrap_or_default()),
+        ScalarType::Boolean => v.as_bool().unwrap_or_default().to_string(),
+    }
+}
+
+/// The body of `default_<field>()`.
+fn default_expr(f: &Field, v: &Value, ty: &str) -> String {
+    match f.ty {
+        FieldType::String => scalar_expr(ScalarType::String, v),
+        FieldType::Integer => scalar_expr(ScalarType::Integer, v),
+        FieldType::Number => scalar_expr(ScalarType::Number, v),
+        FieldType::Boolean => scalar_expr(ScalarType::Boolean, v),
+        FieldType::Enum => format!("{ty}::{}", names::variant_name(v.as_str().unwrap_or_default())),
+        FieldType::List => {
+            let items = v.as_array().cloned().unwrap_or_default();
+            if items.is_empty() {
+                "Vec::new()".into()
+            } else {
+                let s = f.items.unwrap_or(ScalarType::String);
+                format!("vec![{}]", items.iter().map(|i| scalar_expr(s, i)).collect::<Vec<_>>().join(", "))
+            }
+        }
+        FieldType::Map => {
+            let map = v.as_object().cloned().unwrap_or_default();
+            if map.is_empty() {
+                "BTreeMap::new()".into()
+            } else {
+                let mut pairs: Vec<_> = map.iter().collect();
+                pairs.sort_by(|a, b| a.0.cmp(b.0));
+                let entries: Vec<String> = pairs
+                    .iter()
+                    .map(|(k, v)| format!("({k:?}.to_owned(), {:?}.to_owned())", v.as_str().unwrap_or_default()))
+                    .collect();
+                format!("BTreeMap::from([{}])", entries.join(", "))
+            }
+        }
+        FieldType::Object | FieldType::SecretKeyRef => "Default::default()".into(),
+    }
+}
+
+/// The default as kube serializes it from the Rust value: numbers of a
+/// `number` field become floats.
+fn default_json(f: &Field, v: &Value) -> Value {
+    let as_float = |v: &Value| v.as_f64().map(|x| json!(x)).unwrap_or(Value::Null);
+    match (f.ty, f.items) {
+        (FieldType::Number, _) => as_float(v),
+        (FieldType::List, Some(ScalarType::Number)) => {
+            Value::Array(v.as_array().map(|a| a.iter().map(as_float).collect()).unwrap_or_default())
+        }
+        _ => v.clone(),
+    }
+}
+
+fn scalar_schema(s: ScalarType) -> Value {
+    match s {
+        ScalarType::String => json!({"type": "string"}),
+        ScalarType::Integer => json!({"type": "integer", "format": "int64"}),
+        ScalarType::Number => json!({"type": "number", "format": "double"}),
+        ScalarType::Boolean => json!({"type": "boolean"}),
+    }
+}
+
+/// The OpenAPI schema kube-derive emits for the generated Rust field.
+/// Each generated repository's `crd` test proves the two agree.
+fn field_schema(f: &Field, description: &str, optional: bool) -> Value {
+    let mut s = match f.ty {
+        FieldType::String => scalar_schema(ScalarType::String),
+        FieldType::Integer => scalar_schema(ScalarType::Integer),
+        FieldType::Number => scalar_schema(ScalarType::Number),
+        FieldType::Boolean => scalar_schema(ScalarType::Boolean),
+        FieldType::Enum => {
+            let mut values: Vec<Value> = f.values.iter().map(|v| json!(v)).collect();
+            if optional {
+                values.push(Value::Null);
+            }
+            json!({"type": "string", "enum": values})
+        }
+        FieldType::List => json!({"type": "array", "items": scalar_schema(f.items.unwrap_or(ScalarType::String))}),
+        FieldType::Map => json!({"type": "object", "additionalProperties": {"type": "string"}}),
+        FieldType::Object => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        FieldType::SecretKeyRef => secret_key_ref_schema(),
+    };
+    let obj = s.as_object_mut().expect("schemas are objects");
+    obj.insert("description".into(), json!(description));
+    if optional && f.ty != FieldType::Object {
+        obj.insert("nullable".into(), json!(true));
+    }
+    if let Some(d) = &f.default {
+        obj.insert("default".into(), default_json(f, d));
+    }
+    if let Some(p) = &f.pattern {
+        obj.insert("pattern".into(), json!(p));
+    }
+    if let Some(n) = f.min_length {
+        obj.insert("minLength".into(), json!(n));
+    }
+    if let Some(n) = f.max_length {
+        obj.insert("maxLength".into(), json!(n));
+    }
+    if let Some(n) = f.minimum {
+        obj.insert("minimum".into(), json!(n));
+    }
+    if let Some(n) = f.maximum {
+        obj.insert("maximum".into(), json!(n));
+    }
+    s
+}
+
+/// Schema of the generated `SecretKeyRef` struct (templates/src/apis/…/mod.rs).
+pub fn secret_key_ref_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "key": {"type": "string", "description": "Key within the Secret."},
+            "name": {"type": "string", "description": "Name of the Secret, in the trigger's namespace."}
+        },
+        "required": ["key", "name"]
+    })
+}
+
+fn columns(spec: &Spec, fields: &[FieldModel]) -> Vec<Column> {
+    let mut out = Vec::new();
+    let mut push = |name: String, ty: &str, json_path: String| {
+        let attr = format!("name = {name:?}, type_ = {ty:?}, json_path = {json_path:?}");
+        out.push(Column { name, ty: ty.to_owned(), json_path, attr });
+    };
+    if spec.association == Association::Function {
+        push("Function".into(), "string", ".spec.functionName".into());
+    }
+    let scalar = spec.fields.iter().zip(fields).filter(|(f, _)| {
+        (f.required || f.default.is_some())
+            && matches!(
+                f.ty,
+                FieldType::String | FieldType::Integer | FieldType::Number | FieldType::Boolean | FieldType::Enum
+            )
+    });
+    for (f, _) in scalar.take(FIELD_COLUMNS) {
+        let ty = match f.ty {
+            FieldType::Integer => "integer",
+            FieldType::Number => "number",
+            FieldType::Boolean => "boolean",
+            _ => "string",
+        };
+        push(f.name.to_upper_camel_case(), ty, format!(".spec.{}", f.name));
+    }
+    push("Ready".into(), "string", ".status.conditions[?(@.type==\"Ready\")].status".into());
+    push("Age".into(), "date", ".metadata.creationTimestamp".into());
+    out
+}
+
+/// An example value for every required field (and the association), for the
+/// example trigger object in `examples/`.
+fn example_spec(spec: &Spec) -> Vec<String> {
+    let mut lines = Vec::new();
+    for f in spec.fields.iter().filter(|f| f.required) {
+        let value = match f.ty {
+            FieldType::String => json!(format!("example-{}", f.name.to_snake_case().replace('_', "-"))),
+            FieldType::Integer => json!(f.minimum.map(|m| m as i64).unwrap_or(1)),
+            FieldType::Number => json!(f.minimum.unwrap_or(1.0)),
+            FieldType::Boolean => json!(true),
+            FieldType::Enum => json!(f.values.first().cloned().unwrap_or_default()),
+            FieldType::List => match f.items.unwrap_or(ScalarType::String) {
+                ScalarType::String => json!(["example"]),
+                ScalarType::Integer => json!([1]),
+                ScalarType::Number => json!([1.0]),
+                ScalarType::Boolean => json!([true]),
+            },
+            FieldType::Map => json!({"example": "value"}),
+            FieldType::Object => json!({"example": "value"}),
+            FieldType::SecretKeyRef => json!({"name": "example-secret", "key": "token"}),
+        };
+        lines.push(format!("{}: {}", f.name, serde_json::to_string(&value).unwrap_or_default()));
+    }
+    lines
+}
+

@@ -1,0 +1,180 @@
+//! Spec text (YAML or JSON) → a validated `Spec`, or every problem in it.
+
+use std::fmt;
+
+use jsonschema::error::ValidationErrorKind;
+
+use super::locate::Locations;
+use super::{Problem, Spec, validate};
+
+/// Why a spec could not be loaded: a list of problems, each with its key path
+/// and, when known, its line and column.
+#[derive(Debug)]
+pub struct LoadError {
+    /// Where the spec came from (`trigger.yaml`, `<stdin>`).
+    pub origin: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(f, "{} has {n} problem{}:", self.origin, if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Parse and validate a spec. Shape errors (unknown keys, wrong types) and
+/// meaning errors (bad names, defaults that don't fit) are all reported.
+pub fn from_text(text: &str, origin: &str) -> Result<Spec, LoadError> {
+    let parsed = parse(text, origin)?;
+    parsed.validate(&[])
+}
+
+/// A spec that has the right shape, with the positions of its keys, ready to
+/// take overrides and then be validated.
+#[derive(Debug)]
+pub struct Parsed {
+    pub spec: Spec,
+    origin: String,
+    locations: Locations,
+}
+
+impl Parsed {
+    /// A spec that did not come from a file (a preset edited by flags, say).
+    pub fn unlocated(spec: Spec, origin: &str) -> Parsed {
+        Parsed { spec, origin: origin.to_owned(), locations: Locations::default() }
+    }
+
+    /// Validate; problems under a key in `overridden` (set by a flag, not
+    /// by the file) carry no file location.
+    pub fn validate(self, overridden: &[&str]) -> Result<Spec, LoadError> {
+        let problems: Vec<Problem> = validate(&self.spec)
+            .into_iter()
+            .map(|mut p| {
+                let top = p.path.split(['.', '[']).next().unwrap_or_default();
+                if !overridden.contains(&top) {
+                    p.location = self.locations.find(&p.path);
+                }
+                p
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(self.spec)
+        } else {
+            Err(LoadError { origin: self.origin, problems })
+        }
+    }
+}
+
+/// Parse a spec and check its shape; meaning is checked by [`Parsed::validate`].
+pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
+    let fail = |problems| LoadError { origin: origin.to_owned(), problems };
+    let value: serde_json::Value = match serde_saphyr::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let location = e.location().map(|l| (l.line() as usize, l.column() as usize));
+            let message = e.to_string().lines().next().unwrap_or("not YAML or JSON").to_owned();
+            return Err(fail(vec![Problem { path: String::new(), message, location }]));
+        }
+    };
+    let locations = Locations::of(text);
+    let shape: Vec<Problem> = shape_problems(&value)
+        .into_iter()
+        .map(|mut p| {
+            p.location = locations.find(&p.path);
+            p
+        })
+        .collect();
+    if !shape.is_empty() {
+        return Err(fail(shape));
+    }
+    let spec: Spec = serde_json::from_value(value).map_err(|e| fail(vec![Problem::new("", e.to_string())]))?;
+    Ok(Parsed { spec, origin: origin.to_owned(), locations })
+}
+
+/// Check a document against the spec's JSON Schema: the same schema
+/// `kubeless-trigger schema` prints, so editors and this tool agree.
+pub fn shape_problems(value: &serde_json::Value) -> Vec<Problem> {
+    let schema = Spec::json_schema();
+    let validator = jsonschema::validator_for(&schema).expect("the spec schema is a valid JSON Schema");
+    let mut out: Vec<Problem> = validator
+        .iter_errors(value)
+        .flat_map(|e| {
+            let path = pointer_to_path(e.instance_path.as_str());
+            match &e.kind {
+                ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
+                    .iter()
+                    .map(|key| {
+                        let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                        Problem::new(at, format!("unknown key {key:?}; valid keys here: {}", known_keys(&schema, &path)))
+                    })
+                    .collect(),
+                _ => vec![Problem::new(path, e.to_string())],
+            }
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
+/// `/fields/2/default` → `fields[2].default`.
+fn pointer_to_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if seg.bytes().all(|b| b.is_ascii_digit()) && !seg.is_empty() {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    out
+}
+
+/// The keys the schema allows at `path` (top level or inside a field).
+fn known_keys(schema: &serde_json::Value, path: &str) -> String {
+    let props = if path.is_empty() {
+        &schema["properties"]
+    } else {
+        &schema["$defs"]["Field"]["properties"]
+    };
+    props.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_and_bad_values_are_reported_together_with_lines() {
+        let text = "formatVersion: 1\nsource: nats\nassociation: selector\nfeilds: []\nimage: 3\n";
+        let err = from_text(text, "t.yaml").unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| (p.path.as_str(), p.location)).collect();
+        assert!(paths.contains(&("feilds", Some((4, 9)))), "{paths:?}");
+        assert!(paths.iter().any(|(p, l)| *p == "image" && *l == Some((5, 8))), "{paths:?}");
+    }
+
+    #[test]
+    fn meaning_errors_carry_lines() {
+        let text = "formatVersion: 1\nsource: nats\nassociation: selector\nfields:\n  - name: spec\n    type: string\n";
+        let err = from_text(text, "t.yaml").unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].path, "fields[0].name");
+        assert_eq!(err.problems[0].location, Some((5, 11)));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_location() {
+        let err = from_text("source: [nats\n", "t.yaml").unwrap_err();
+        assert!(err.problems[0].location.is_some(), "{err}");
+    }
+}

@@ -1,0 +1,524 @@
+//! Semantic validation of a parsed spec. Every problem is collected, none
+//! stops the walk, so the user fixes everything in one round.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde_json::Value;
+
+use super::{Association, Field, FieldType, FORMAT_VERSION, ScalarType, Spec};
+use crate::names::{self, Names, RUST_KEYWORDS};
+
+/// One thing wrong with a spec, at a key path such as `fields[2].default`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+    /// `line:column` in the spec file, when the spec came from a file.
+    pub location: Option<(usize, usize)>,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem { path: path.into(), message: message.into(), location: None }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() { "(top level)" } else { &self.path };
+        match self.location {
+            Some((line, col)) => write!(f, "{path} (line {line}, column {col}): {}", self.message),
+            None => write!(f, "{path}: {}", self.message),
+        }
+    }
+}
+
+/// Keys every custom resource already has; a spec field must not shadow them.
+const ENVELOPE: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+
+/// Validate a whole spec; an empty list means it can be rendered.
+pub fn validate(spec: &Spec) -> Vec<Problem> {
+    let mut p = Vec::new();
+    if spec.format_version != FORMAT_VERSION {
+        p.push(Problem::new(
+            "formatVersion",
+            format!("unsupported format version {}; this tool reads {FORMAT_VERSION}", spec.format_version),
+        ));
+    }
+    if let Err(why) = check_dns_label(&spec.source) {
+        p.push(Problem::new("source", why));
+    }
+    if let Some(d) = &spec.description {
+        check_description("description", d, &mut p);
+    }
+    let names = Names::derive(spec);
+    if let Some(kind) = &spec.kind
+        && let Err(why) = check_kind(kind)
+    {
+        p.push(Problem::new("kind", why));
+    } else if spec.kind.is_none() && check_kind(&names.kind).is_err() {
+        p.push(Problem::new("kind", format!("cannot derive a kind from source {:?}; set `kind`", spec.source)));
+    }
+    for (key, value) in [("plural", &spec.plural), ("singular", &spec.singular)] {
+        if let Some(v) = value
+            && let Err(why) = check_dns_label(v)
+        {
+            p.push(Problem::new(key, why));
+        }
+    }
+    let mut seen_short = BTreeSet::new();
+    for (i, s) in spec.short_names.iter().enumerate() {
+        if let Err(why) = check_dns_label(s) {
+            p.push(Problem::new(format!("shortNames[{i}]"), why));
+        } else if !seen_short.insert(s) {
+            p.push(Problem::new(format!("shortNames[{i}]"), format!("duplicate short name {s:?}")));
+        }
+    }
+    if let Some(g) = &spec.group
+        && let Err(why) = check_group(g)
+    {
+        p.push(Problem::new("group", why));
+    }
+    if let Some(v) = &spec.version
+        && let Err(why) = check_version(v)
+    {
+        p.push(Problem::new("version", why));
+    }
+    if let Some(c) = &spec.crate_name
+        && let Err(why) = check_crate_name(c)
+    {
+        p.push(Problem::new("crate", why));
+    }
+    if let Some(i) = &spec.image
+        && let Err(why) = check_image(i)
+    {
+        p.push(Problem::new("image", why));
+    }
+
+    let mut json_names = BTreeSet::new();
+    let mut rust_names = BTreeSet::new();
+    for (i, field) in spec.fields.iter().enumerate() {
+        let at = format!("fields[{i}]");
+        validate_field(&at, field, spec.association, &mut p);
+        if !json_names.insert(field.name.as_str()) {
+            p.push(Problem::new(format!("{at}.name"), format!("duplicate field name {:?}", field.name)));
+        }
+        let rust = field.rust_name.clone().unwrap_or_else(|| names::rust_field_name(&field.name));
+        if !rust_names.insert(rust.clone()) && json_names.contains(field.name.as_str()) {
+            p.push(Problem::new(
+                format!("{at}.name"),
+                format!("Rust name {rust:?} is already used by another field; set `rustName`"),
+            ));
+        }
+    }
+    p
+}
+
+fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Problem>) {
+    match check_field_name(&f.name) {
+        Err(why) => p.push(Problem::new(format!("{at}.name"), why)),
+        Ok(()) => {
+            if ENVELOPE.contains(&f.name.as_str()) {
+                p.push(Problem::new(
+                    format!("{at}.name"),
+                    format!("{:?} collides with the resource envelope ({})", f.name, ENVELOPE.join(", ")),
+                ));
+            }
+            if f.name == Association::Selector.field_name() || f.name == Association::Function.field_name() {
+                let how = if f.name == association.field_name() {
+                    format!("it is the association field of `association: {}`", association.as_str())
+                } else {
+                    "it is reserved for the function association".to_owned()
+                };
+                p.push(Problem::new(format!("{at}.name"), format!("{:?} collides with the association: {how}", f.name)));
+            }
+        }
+    }
+    match &f.rust_name {
+        Some(r) => {
+            if let Err(why) = check_rust_ident(r) {
+                p.push(Problem::new(format!("{at}.rustName"), why));
+            }
+        }
+        None => {
+            let derived = names::rust_field_name(&f.name);
+            if RUST_KEYWORDS.contains(&derived.as_str()) {
+                p.push(Problem::new(
+                    format!("{at}.name"),
+                    format!("{derived:?} is a Rust keyword; add `rustName` (for example `{derived}_value`)"),
+                ));
+            }
+        }
+    }
+    if let Some(d) = &f.description {
+        check_description(&format!("{at}.description"), d, p);
+    }
+
+    // Keys that only fit some types.
+    if f.ty == FieldType::Enum {
+        if f.values.is_empty() {
+            p.push(Problem::new(format!("{at}.values"), "an enum needs at least one value"));
+        }
+        let mut seen = BTreeSet::new();
+        let mut variants = BTreeSet::new();
+        for (j, v) in f.values.iter().enumerate() {
+            let variant = names::variant_name(v);
+            if !seen.insert(v) {
+                p.push(Problem::new(format!("{at}.values[{j}]"), format!("duplicate value {v:?}")));
+            } else if check_rust_ident(&variant.to_lowercase()).is_err()
+                || !variant.starts_with(|c: char| c.is_ascii_uppercase())
+            {
+                p.push(Problem::new(
+                    format!("{at}.values[{j}]"),
+                    format!("{v:?} must start with a letter and contain only letters, digits, `-`, `_` or `.`"),
+                ));
+            } else if !variants.insert(variant.clone()) {
+                p.push(Problem::new(
+                    format!("{at}.values[{j}]"),
+                    format!("{v:?} maps to the same Rust variant `{variant}` as an earlier value"),
+                ));
+            }
+        }
+    } else if !f.values.is_empty() {
+        p.push(Problem::new(format!("{at}.values"), "`values` only applies to `type: enum`"));
+    }
+    match (f.ty, f.items) {
+        (FieldType::List, None) => p.push(Problem::new(
+            format!("{at}.items"),
+            "a list needs `items`: one of string, integer, number, boolean",
+        )),
+        (FieldType::List, Some(_)) | (_, None) => {}
+        (_, Some(_)) => p.push(Problem::new(format!("{at}.items"), "`items` only applies to `type: list`")),
+    }
+    if !f.ty.has_length() {
+        for (key, set) in [("pattern", f.pattern.is_some()), ("minLength", f.min_length.is_some()), ("maxLength", f.max_length.is_some())] {
+            if set {
+                p.push(Problem::new(format!("{at}.{key}"), format!("`{key}` only applies to `type: string`")));
+            }
+        }
+    }
+    if !f.ty.has_range() {
+        for (key, set) in [("minimum", f.minimum.is_some()), ("maximum", f.maximum.is_some())] {
+            if set {
+                p.push(Problem::new(format!("{at}.{key}"), format!("`{key}` only applies to `type: integer` and `type: number`")));
+            }
+        }
+    }
+    if let (Some(lo), Some(hi)) = (f.min_length, f.max_length)
+        && lo > hi
+    {
+        p.push(Problem::new(format!("{at}.minLength"), format!("minLength {lo} is greater than maxLength {hi}")));
+    }
+    if let (Some(lo), Some(hi)) = (f.minimum, f.maximum)
+        && lo > hi
+    {
+        p.push(Problem::new(format!("{at}.minimum"), format!("minimum {lo} is greater than maximum {hi}")));
+    }
+    if f.ty == FieldType::Integer {
+        for (key, v) in [("minimum", f.minimum), ("maximum", f.maximum)] {
+            if let Some(v) = v
+                && (v.fract() != 0.0 || v.abs() > 9.0e15)
+            {
+                p.push(Problem::new(format!("{at}.{key}"), format!("{v} is not a whole number an integer field can hold")));
+            }
+        }
+    }
+    for (key, v) in [("minimum", f.minimum), ("maximum", f.maximum)] {
+        if let Some(v) = v
+            && !v.is_finite()
+        {
+            p.push(Problem::new(format!("{at}.{key}"), "must be a finite number"));
+        }
+    }
+    let pattern = f.pattern.as_deref().and_then(|pat| match check_pattern(pat) {
+        Ok(re) => Some(re),
+        Err(why) => {
+            p.push(Problem::new(format!("{at}.pattern"), why));
+            None
+        }
+    });
+
+    if let Some(default) = &f.default {
+        let path = format!("{at}.default");
+        if f.required {
+            p.push(Problem::new(&path, "a required field cannot have a default; drop `required` or `default`"));
+        } else if !f.ty.takes_default() {
+            p.push(Problem::new(&path, format!("a `{}` field cannot have a default", f.ty.as_str())));
+        } else if let Err(why) = check_default(f, default, pattern.as_ref()) {
+            p.push(Problem::new(&path, why));
+        }
+    }
+}
+
+fn check_default(f: &Field, v: &Value, pattern: Option<&regex::Regex>) -> Result<(), String> {
+    match f.ty {
+        FieldType::String => {
+            let s = v.as_str().ok_or_else(|| format!("expected a string, found {}", kind_of(v)))?;
+            let len = s.chars().count() as u64;
+            if f.min_length.is_some_and(|m| len < m) || f.max_length.is_some_and(|m| len > m) {
+                return Err(format!("{s:?} violates the field's length limits"));
+            }
+            if let Some(re) = pattern
+                && !re.is_match(s)
+            {
+                return Err(format!("{s:?} does not match pattern {:?}", re.as_str()));
+            }
+            Ok(())
+        }
+        FieldType::Integer | FieldType::Number => {
+            let scalar = if f.ty == FieldType::Integer { ScalarType::Integer } else { ScalarType::Number };
+            check_scalar(scalar, v)?;
+            let n = v.as_f64().unwrap_or_default();
+            if f.minimum.is_some_and(|m| n < m) || f.maximum.is_some_and(|m| n > m) {
+                return Err(format!("{n} is outside the field's minimum/maximum"));
+            }
+            Ok(())
+        }
+        FieldType::Boolean => check_scalar(ScalarType::Boolean, v),
+        FieldType::Enum => match v.as_str() {
+            Some(s) if f.values.iter().any(|x| x == s) => Ok(()),
+            _ => Err(format!("expected one of {:?}, found {v}", f.values)),
+        },
+        FieldType::List => {
+            let items = v.as_array().ok_or_else(|| format!("expected a list, found {}", kind_of(v)))?;
+            let scalar = f.items.unwrap_or(ScalarType::String);
+            for (i, item) in items.iter().enumerate() {
+                check_scalar(scalar, item).map_err(|e| format!("item {i}: {e}"))?;
+            }
+            Ok(())
+        }
+        FieldType::Map => {
+            let map = v.as_object().ok_or_else(|| format!("expected a map of strings, found {}", kind_of(v)))?;
+            match map.iter().find(|(_, v)| !v.is_string()) {
+                Some((k, v)) => Err(format!("value of {k:?} must be a string, found {}", kind_of(v))),
+                None => Ok(()),
+            }
+        }
+        FieldType::Object | FieldType::SecretKeyRef => Err("no default allowed".into()),
+    }
+}
+
+fn check_scalar(t: ScalarType, v: &Value) -> Result<(), String> {
+    let ok = match t {
+        ScalarType::String => v.is_string(),
+        ScalarType::Integer => v.is_i64() || v.is_u64() && v.as_u64().is_some_and(|u| u <= i64::MAX as u64),
+        ScalarType::Number => v.is_number(),
+        ScalarType::Boolean => v.is_boolean(),
+    };
+    if ok { Ok(()) } else { Err(format!("expected {}, found {}", t.as_str(), kind_of(v))) }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// A DNS-1123 label: what Kubernetes allows for resource names.
+pub fn check_dns_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS-1123 label: use 1-63 lowercase letters, digits and `-`, starting with a letter and not ending with `-`"
+        ))
+    }
+}
+
+pub fn check_kind(s: &str) -> Result<(), String> {
+    let ok = s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.chars().all(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a valid kind: use UpperCamelCase ASCII letters and digits, like `NATSTrigger`"))
+    }
+}
+
+pub fn check_group(s: &str) -> Result<(), String> {
+    let ok = s.len() <= 253 && s.contains('.') && s.split('.').all(|l| check_dns_label(l).is_ok() || l.bytes().all(|b| b.is_ascii_digit()) && !l.is_empty());
+    if ok { Ok(()) } else { Err(format!("{s:?} is not an API group: use a DNS subdomain with a dot, like `kubeless.io`")) }
+}
+
+pub fn check_version(s: &str) -> Result<(), String> {
+    let rest = s.strip_prefix('v').unwrap_or("");
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let tail = &rest[digits..];
+    let tail_ok = tail.is_empty()
+        || ["alpha", "beta"].iter().any(|w| {
+            tail.strip_prefix(w).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        });
+    if digits > 0 && !rest.starts_with('0') && tail_ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a Kubernetes API version: use v1, v2beta1, v1alpha2 and the like"))
+    }
+}
+
+pub fn check_crate_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && !RUST_KEYWORDS.contains(&s.replace('-', "_").as_str());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a usable crate name: use lowercase letters, digits, `-` and `_`, starting with a letter"))
+    }
+}
+
+pub fn check_image(s: &str) -> Result<(), String> {
+    let (path, tag) = match s.rsplit_once(':') {
+        Some((p, t)) if !t.contains('/') => (p, Some(t)),
+        _ => (s, None),
+    };
+    let path_ok = !path.is_empty()
+        && path.split('/').all(|part| {
+            !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-:".contains(&b))
+        });
+    if tag.is_some() {
+        return Err(format!("{s:?} has a tag; give the repository only (the Makefile and CI choose tags)"));
+    }
+    if path_ok { Ok(()) } else { Err(format!("{s:?} is not an image repository like `kubeless/nats-trigger-controller`")) }
+}
+
+pub fn check_field_name(s: &str) -> Result<(), String> {
+    let ok = s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a lowerCamelCase JSON name: use ASCII letters and digits, starting with a lowercase letter"))
+    }
+}
+
+pub fn check_rust_ident(s: &str) -> Result<(), String> {
+    let ok = s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s != "_"
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Err(format!("{s:?} is not a snake_case Rust identifier"));
+    }
+    if RUST_KEYWORDS.contains(&s) {
+        return Err(format!("{s:?} is a Rust keyword"));
+    }
+    Ok(())
+}
+
+fn check_pattern(pat: &str) -> Result<regex::Regex, String> {
+    if pat.contains("\"#") {
+        return Err("a pattern must not contain `\"#`".into());
+    }
+    regex::Regex::new(pat).map_err(|e| format!("not a valid regular expression: {}", e.to_string().lines().last().unwrap_or("")))
+}
+
+fn check_description(at: &str, d: &str, p: &mut Vec<Problem>) {
+    if d.trim().is_empty() {
+        p.push(Problem::new(at, "a description must not be empty; leave the key out instead"));
+    }
+    if d.chars().any(|c| c.is_control() && c != '\n') {
+        p.push(Problem::new(at, "a description must not contain control characters other than newlines"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(spec: &Spec) -> Vec<String> {
+        validate(spec).into_iter().map(|p| p.path).collect()
+    }
+
+    #[test]
+    fn an_empty_spec_is_valid() {
+        assert!(validate(&Spec::empty("nats")).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut spec = Spec::empty("Bad_Source");
+        spec.group = Some("nodot".into());
+        spec.version = Some("1beta".into());
+        let mut enum_field = Field::new("mode", FieldType::Enum);
+        enum_field.default = Some(json!("x"));
+        let mut typed = Field::new("type", FieldType::String);
+        typed.minimum = Some(1.0);
+        let mut dup = Field::new("count", FieldType::Integer);
+        dup.default = Some(json!("ten"));
+        spec.fields = vec![enum_field, typed, dup.clone(), dup, Field::new("metadata", FieldType::Map), Field::new("functionSelector", FieldType::String)];
+        let got = paths(&spec);
+        for want in [
+            "source", "group", "version", "fields[0].values", "fields[0].default", "fields[1].name",
+            "fields[1].minimum", "fields[2].default", "fields[3].name", "fields[4].name", "fields[5].name",
+        ] {
+            assert!(got.contains(&want.to_string()), "missing {want} in {got:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_must_fit_their_type() {
+        let cases = [
+            (FieldType::String, json!(1)),
+            (FieldType::Integer, json!(1.5)),
+            (FieldType::Number, json!("1")),
+            (FieldType::Boolean, json!("true")),
+            (FieldType::Map, json!({"a": 1})),
+            (FieldType::Object, json!({})),
+        ];
+        for (ty, default) in cases {
+            let mut spec = Spec::empty("x");
+            let mut f = Field::new("value", ty);
+            f.default = Some(default.clone());
+            spec.fields.push(f);
+            assert_eq!(paths(&spec), ["fields[0].default"], "{ty:?} with {default}");
+        }
+        let mut spec = Spec::empty("x");
+        let mut f = Field::new("tags", FieldType::List);
+        f.items = Some(ScalarType::Integer);
+        f.default = Some(json!([1, "2"]));
+        spec.fields.push(f);
+        assert_eq!(paths(&spec), ["fields[0].default"]);
+    }
+
+    #[test]
+    fn a_rust_keyword_is_fine_with_a_rename() {
+        let mut spec = Spec::empty("x");
+        let mut f = Field::new("match", FieldType::String);
+        f.rust_name = Some("match_rule".into());
+        spec.fields.push(f);
+        assert!(validate(&spec).is_empty());
+    }
+
+    #[test]
+    fn versions_and_groups() {
+        for ok in ["v1", "v1beta1", "v2alpha3", "v10"] {
+            assert!(check_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["1", "v", "v0", "v1beta", "v1gamma1", "V1"] {
+            assert!(check_version(bad).is_err(), "{bad}");
+        }
+        assert!(check_group("kubeless.io").is_ok());
+        assert!(check_group("kubeless").is_err());
+        assert!(check_image("kubeless/nats-trigger-controller").is_ok());
+        assert!(check_image("ghcr.io/acme/x").is_ok());
+        assert!(check_image("kubeless/x:latest").is_err());
+        assert!(check_image("Kubeless/X").is_err());
+    }
+}
