@@ -29,8 +29,11 @@ pub struct Model {
     pub columns: Vec<Column>,
     /// Which optional imports the types file needs.
     pub uses: Uses,
-    /// An example trigger object's spec (YAML lines, indented for `spec:`).
+    /// An example trigger object's spec, one `key: value` line per entry
+    /// (values in JSON, which is YAML), for `examples/`.
     pub example_spec: Vec<String>,
+    /// The same example as `"key": value` JSON members, for the generated tests.
+    pub test_spec_lines: Vec<String>,
     pub ci: &'static str,
 }
 
@@ -115,7 +118,9 @@ impl Model {
             ),
         });
         let columns = columns(spec, &fields);
-        let example_spec = example_spec(spec);
+        let example = example_values(spec);
+        let example_spec = example.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let test_spec_lines = example.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
         Model {
             spec_description: format!(
                 "Desired state of a {}: the event source settings and the functions to call.",
@@ -137,6 +142,7 @@ impl Model {
             columns,
             uses,
             example_spec,
+            test_spec_lines,
         }
     }
 }
@@ -417,10 +423,10 @@ fn columns(spec: &Spec, fields: &[FieldModel]) -> Vec<Column> {
     out
 }
 
-/// An example value for every required field (and the association), for the
-/// example trigger object in `examples/`.
-fn example_spec(spec: &Spec) -> Vec<String> {
-    let mut lines = Vec::new();
+/// An example value for every required field and the association (which
+/// selects or names the function `hello`), as (key, JSON text).
+fn example_values(spec: &Spec) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     for f in spec.fields.iter().filter(|f| f.required) {
         let value = match f.ty {
             FieldType::String => json!(format!("example-{}", f.name.to_snake_case().replace('_', "-"))),
@@ -434,12 +440,15 @@ fn example_spec(spec: &Spec) -> Vec<String> {
                 ScalarType::Number => json!([1.0]),
                 ScalarType::Boolean => json!([true]),
             },
-            FieldType::Map => json!({"example": "value"}),
-            FieldType::Object => json!({"example": "value"}),
+            FieldType::Map | FieldType::Object => json!({"example": "value"}),
             FieldType::SecretKeyRef => json!({"name": "example-secret", "key": "token"}),
         };
-        lines.push(format!("{}: {}", f.name, serde_json::to_string(&value).unwrap_or_default()));
+        out.push((f.name.clone(), value.to_string()));
     }
-    lines
+    let association = match spec.association {
+        Association::Selector => json!({"matchLabels": {"function": "hello"}}),
+        Association::Function => json!("hello"),
+    };
+    out.push((spec.association.field_name().to_owned(), association.to_string()));
+    out
 }
-
