@@ -34,6 +34,9 @@ pub struct Model {
     pub example_spec: Vec<String>,
     /// The same example as `"key": value` JSON members, for the generated tests.
     pub test_spec_lines: Vec<String>,
+    /// A JSON merge patch that changes the example trigger's spec (a new
+    /// generation) and keeps it valid, for the update end-to-end test.
+    pub update_patch: String,
     pub ci: &'static str,
 }
 
@@ -143,6 +146,12 @@ impl Model {
             uses,
             example_spec,
             test_spec_lines,
+            update_patch: match spec.association {
+                Association::Selector => json!({"spec": {"functionSelector": {
+                    "matchExpressions": [{"key": "function", "operator": "Exists"}]}}}),
+                Association::Function => json!({"spec": {"functionName": "hello-renamed"}}),
+            }
+            .to_string(),
         }
     }
 }
