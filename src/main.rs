@@ -1,28 +1,16 @@
-//! `kubeless-trigger`: create complete repositories for Kubeless triggers.
-//!
-//! The pipeline, one module per step, data flowing one way:
-//! `inputs`/`prompt` → `spec` → `names` → `model` → `render` (+ `crd`) → `plan` → `apply`.
+//! The `kubeless-trigger` command: parse the command line, run the pipeline,
+//! map errors to exit codes.
 
-mod apply;
-mod cli;
-mod crd;
-mod error;
-mod inputs;
-mod model;
-mod names;
-mod plan;
-mod presets;
-mod prompt;
-mod render;
-mod spec;
+
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command, NewArgs};
-use crate::error::{CliError, EXIT_OK};
+use kubeless_trigger::cli::{Cli, Command, NewArgs};
+use kubeless_trigger::error::{CliError, EXIT_OK};
+use kubeless_trigger::{apply, inputs, presets, render, spec};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

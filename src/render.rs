@@ -103,9 +103,8 @@ fn output_path(template: &str, model: &Model) -> String {
 fn spec_file(spec: &Spec) -> Result<String, RenderError> {
     let body = serde_saphyr::to_string(spec).map_err(|e| RenderError::Spec(e.to_string()))?;
     Ok(format!(
-        "# The spec of this trigger: the source of truth for the generated files.\n\
-         # Edit it, then run `kubeless-trigger generate` (and `kubeless-trigger check` in CI).\n\
-         # Schema: `kubeless-trigger schema`. {SCAFFOLDED}\n{body}"
+        "# The spec of this trigger, which kubeless-trigger rendered the generated files from.\n\
+         # Its JSON Schema: `kubeless-trigger schema`. {SCAFFOLDED}\n{body}"
     ))
 }
 

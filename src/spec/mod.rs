@@ -142,11 +142,20 @@ pub struct Field {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u64>,
     /// Smallest allowed value (types `integer` and `number`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_as_integer")]
     pub minimum: Option<f64>,
     /// Largest allowed value (types `integer` and `number`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_as_integer")]
     pub maximum: Option<f64>,
+}
+
+/// Write `3`, not `3.0`, for whole bounds, so `trigger.yaml` reads as written.
+fn whole_as_integer<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => s.serialize_i64(*x as i64),
+        Some(x) => s.serialize_f64(*x),
+        None => s.serialize_none(),
+    }
 }
 
 fn is_false(b: &bool) -> bool {

@@ -1,0 +1,17 @@
+//! `kubeless-trigger`: create complete repositories for Kubeless triggers.
+//!
+//! The pipeline, one module per step, data flowing one way:
+//! `inputs`/`prompt` → `spec` → `names` → `model` → `render` (+ `crd`) → `plan` → `apply`.
+
+pub mod apply;
+pub mod cli;
+pub mod crd;
+pub mod error;
+pub mod inputs;
+pub mod model;
+pub mod names;
+pub mod plan;
+pub mod presets;
+pub mod prompt;
+pub mod render;
+pub mod spec;
