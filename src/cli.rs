@@ -49,7 +49,9 @@ pub enum Command {
     /// List the embedded presets
     Presets,
     /// Print shell completions
-    #[command(after_help = "Example:\n  kubeless-trigger completions bash > /etc/bash_completion.d/kubeless-trigger")]
+    #[command(
+        after_help = "Example:\n  kubeless-trigger completions bash > /etc/bash_completion.d/kubeless-trigger"
+    )]
     Completions {
         /// Shell to generate completions for
         shell: clap_complete::Shell,

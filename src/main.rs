@@ -1,8 +1,6 @@
 //! The `kubeless-trigger` command: parse the command line, run the pipeline,
 //! map errors to exit codes.
 
-
-
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -49,11 +47,7 @@ fn new(args: &NewArgs) -> Result<(), CliError> {
     let plan = render::render(&resolved.spec)?;
     if args.dry_run {
         print!("{}", plan.table());
-        eprintln!(
-            "dry run: {} files for {}; nothing written",
-            plan.files.len(),
-            resolved.output.display()
-        );
+        eprintln!("dry run: {} files for {}; nothing written", plan.files.len(), resolved.output.display());
         return Ok(());
     }
     apply::write(&plan, &resolved.output, args.force)?;

@@ -105,21 +105,19 @@ impl Model {
         let names = Names::derive(spec);
         let mut uses = Uses { label_selector: spec.association == Association::Selector, ..Uses::default() };
         let mut enums = Vec::new();
-        let fields: Vec<FieldModel> = spec
-            .fields
-            .iter()
-            .map(|f| field_model(&names, f, &mut uses, &mut enums))
-            .collect();
-        let description = spec.description.as_deref().map(normalize).unwrap_or_else(|| match spec.association {
-            Association::Selector => format!(
-                "{} delivers {} events to the Kubeless functions selected by its `functionSelector`.",
-                names.kind, names.source_title
-            ),
-            Association::Function => format!(
-                "{} delivers {} events to the Kubeless function named by its `functionName`.",
-                names.kind, names.source_title
-            ),
-        });
+        let fields: Vec<FieldModel> =
+            spec.fields.iter().map(|f| field_model(&names, f, &mut uses, &mut enums)).collect();
+        let description =
+            spec.description.as_deref().map(normalize).unwrap_or_else(|| match spec.association {
+                Association::Selector => format!(
+                    "{} delivers {} events to the Kubeless functions selected by its `functionSelector`.",
+                    names.kind, names.source_title
+                ),
+                Association::Function => format!(
+                    "{} delivers {} events to the Kubeless function named by its `functionName`.",
+                    names.kind, names.source_title
+                ),
+            });
         let columns = columns(spec, &fields);
         let example = example_values(spec);
         let example_spec = example.iter().map(|(k, v)| format!("{k}: {v}")).collect();
@@ -135,7 +133,9 @@ impl Model {
                 Association::Selector => {
                     "Label selector of the functions, in the trigger's namespace, that receive every event."
                 }
-                Association::Function => "Name of the function, in the trigger's namespace, that receives every event.",
+                Association::Function => {
+                    "Name of the function, in the trigger's namespace, that receives every event."
+                }
             },
             ci: "travis",
             names,
@@ -244,7 +244,8 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
         validation.push(format!("range({})", parts.join(", ")));
     }
     if f.ty == FieldType::Object {
-        validation.push("extend(\"type\" = \"object\", \"x-kubernetes-preserve-unknown-fields\" = true)".into());
+        validation
+            .push("extend(\"type\" = \"object\", \"x-kubernetes-preserve-unknown-fields\" = true)".into());
     }
     if !validation.is_empty() {
         attrs.push(format!("#[schemars({})]", validation.join(", ")));
@@ -313,7 +314,9 @@ fn default_expr(f: &Field, v: &Value, ty: &str) -> String {
                 pairs.sort_by(|a, b| a.0.cmp(b.0));
                 let entries: Vec<String> = pairs
                     .iter()
-                    .map(|(k, v)| format!("({k:?}.to_owned(), {:?}.to_owned())", v.as_str().unwrap_or_default()))
+                    .map(|(k, v)| {
+                        format!("({k:?}.to_owned(), {:?}.to_owned())", v.as_str().unwrap_or_default())
+                    })
                     .collect();
                 format!("BTreeMap::from([{}])", entries.join(", "))
             }
@@ -359,7 +362,9 @@ fn field_schema(f: &Field, description: &str, optional: bool) -> Value {
             }
             json!({"type": "string", "enum": values})
         }
-        FieldType::List => json!({"type": "array", "items": scalar_schema(f.items.unwrap_or(ScalarType::String))}),
+        FieldType::List => {
+            json!({"type": "array", "items": scalar_schema(f.items.unwrap_or(ScalarType::String))})
+        }
         FieldType::Map => json!({"type": "object", "additionalProperties": {"type": "string"}}),
         FieldType::Object => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         FieldType::SecretKeyRef => secret_key_ref_schema(),
@@ -415,7 +420,11 @@ fn columns(spec: &Spec, fields: &[FieldModel]) -> Vec<Column> {
         (f.required || f.default.is_some())
             && matches!(
                 f.ty,
-                FieldType::String | FieldType::Integer | FieldType::Number | FieldType::Boolean | FieldType::Enum
+                FieldType::String
+                    | FieldType::Integer
+                    | FieldType::Number
+                    | FieldType::Boolean
+                    | FieldType::Enum
             )
     });
     for (f, _) in scalar.take(FIELD_COLUMNS) {

@@ -10,8 +10,8 @@ use crate::spec::Spec;
 
 /// Words that are acronyms in Kubeless kinds (`NATSTrigger`, not `NatsTrigger`).
 const ACRONYMS: &[&str] = &[
-    "amqp", "api", "aws", "dns", "gcp", "grpc", "http", "https", "iot", "jms", "mqtt", "nats", "nsq",
-    "s3", "sftp", "smtp", "sns", "sqs", "ssh", "tcp", "udp", "url",
+    "amqp", "api", "aws", "dns", "gcp", "grpc", "http", "https", "iot", "jms", "mqtt", "nats", "nsq", "s3",
+    "sftp", "smtp", "sns", "sqs", "ssh", "tcp", "udp", "url",
 ];
 
 /// Single words that Kubeless spells as two (`cronjob` → `CronJob`).
@@ -153,11 +153,11 @@ pub fn variant_name(value: &str) -> String {
 
 /// Rust keywords (strict and reserved, 2024 edition) that cannot be field names.
 pub const RUST_KEYWORDS: &[&str] = &[
-    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate", "do",
-    "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let",
-    "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref", "return",
-    "self", "Self", "static", "struct", "super", "trait", "true", "try", "type", "typeof", "unsafe",
-    "unsized", "use", "virtual", "where", "while", "yield",
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate", "do", "dyn",
+    "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let", "loop",
+    "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref", "return", "self", "Self",
+    "static", "struct", "super", "trait", "true", "try", "type", "typeof", "unsafe", "unsized", "use",
+    "virtual", "where", "while", "yield",
 ];
 
 #[cfg(test)]

@@ -25,9 +25,9 @@ pub fn run(start: Spec) -> Result<Spec, CliError> {
         spec::validate::check_kind(s)
     })?;
     spec.kind = (kind != derived.kind).then_some(kind);
-    let group = ask(theme, "API group", Some(derived.group.clone()), |s| spec::validate::check_group(s))?;
+    let group = ask(theme, "API group", Some(derived.group.clone()), spec::validate::check_group)?;
     spec.group = (group != crate::names::DEFAULT_GROUP).then_some(group);
-    let version = ask(theme, "API version", Some(derived.version.clone()), |s| spec::validate::check_version(s))?;
+    let version = ask(theme, "API version", Some(derived.version.clone()), spec::validate::check_version)?;
     spec.version = (version != crate::names::DEFAULT_VERSION).then_some(version);
     let choice = Select::with_theme(theme)
         .with_prompt("How does a trigger name its functions?")
@@ -39,14 +39,13 @@ pub fn run(start: Spec) -> Result<Spec, CliError> {
         .interact()?;
     spec.association = Association::ALL[choice];
 
-    let keep = !spec.fields.is_empty()
-        && {
-            eprintln!("Fields from the {} preset:", spec.source);
-            for line in field_lines(&spec.fields) {
-                eprintln!("  {line}");
-            }
-            Confirm::with_theme(theme).with_prompt("Keep these fields?").default(true).interact()?
-        };
+    let keep = !spec.fields.is_empty() && {
+        eprintln!("Fields from the {} preset:", spec.source);
+        for line in field_lines(&spec.fields) {
+            eprintln!("  {line}");
+        }
+        Confirm::with_theme(theme).with_prompt("Keep these fields?").default(true).interact()?
+    };
     if !keep {
         spec.fields.clear();
     }
@@ -154,12 +153,17 @@ fn ask_field(theme: &dyn Theme, spec: &Spec) -> Result<Field, CliError> {
         field_problem(spec, &f, "name")
     })?;
     let types: Vec<&str> = FieldType::ALL.iter().map(|t| t.as_str()).collect();
-    field.ty = FieldType::ALL[Select::with_theme(theme).with_prompt("Type").items(&types).default(0).interact()?];
+    field.ty =
+        FieldType::ALL[Select::with_theme(theme).with_prompt("Type").items(&types).default(0).interact()?];
     match field.ty {
         FieldType::List => {
             let items: Vec<&str> = ScalarType::ALL.iter().map(|t| t.as_str()).collect();
             field.items = Some(
-                ScalarType::ALL[Select::with_theme(theme).with_prompt("Item type").items(&items).default(0).interact()?],
+                ScalarType::ALL[Select::with_theme(theme)
+                    .with_prompt("Item type")
+                    .items(&items)
+                    .default(0)
+                    .interact()?],
             );
         }
         FieldType::Enum => {

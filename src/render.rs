@@ -32,24 +32,24 @@ pub enum RenderError {
 pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     let model = model::Model::new(spec);
     let tera = load_templates()?;
-    let mut ctx = Context::from_serialize(&model).map_err(|e| RenderError::Template {
-        template: "(context)".into(),
-        message: e.to_string(),
-    })?;
+    let mut ctx = Context::from_serialize(&model)
+        .map_err(|e| RenderError::Template { template: "(context)".into(), message: e.to_string() })?;
     ctx.insert("generated", GENERATED);
     ctx.insert("scaffolded", SCAFFOLDED);
     ctx.insert("tool_version", env!("CARGO_PKG_VERSION"));
 
     let mut files = Vec::new();
     for name in tera.get_template_names() {
-        let text = tera.render(name, &ctx).map_err(|e| RenderError::Template {
-            template: name.to_owned(),
-            message: chain(&e),
-        })?;
+        let text = tera
+            .render(name, &ctx)
+            .map_err(|e| RenderError::Template { template: name.to_owned(), message: chain(&e) })?;
         let path = output_path(name.trim_end_matches(".tera"), &model);
         files.push(PlannedFile::new(path, text));
     }
-    files.push(PlannedFile::new(model.names.crd_file.clone(), format!("# {GENERATED}\n{}", crd::yaml(&model))));
+    files.push(PlannedFile::new(
+        model.names.crd_file.clone(),
+        format!("# {GENERATED}\n{}", crd::yaml(&model)),
+    ));
     files.push(PlannedFile::new("trigger.yaml".into(), spec_file(spec)?));
     Ok(Plan::new(files))
 }
@@ -59,10 +59,8 @@ fn load_templates() -> Result<Tera, RenderError> {
     tera.autoescape_on(vec![]);
     let mut sources = Vec::new();
     collect(&TEMPLATES, &mut sources);
-    tera.add_raw_templates(sources).map_err(|e| RenderError::Template {
-        template: "(parse)".into(),
-        message: chain(&e),
-    })?;
+    tera.add_raw_templates(sources)
+        .map_err(|e| RenderError::Template { template: "(parse)".into(), message: chain(&e) })?;
     Ok(tera)
 }
 

@@ -125,7 +125,12 @@ fn every_preset_has_a_snapshot_rendered_from_it() {
     for preset in presets::all() {
         assert!(names.iter().any(|n| n == preset.name), "no snapshot for preset {}", preset.name);
         let recorded = load(preset.name);
-        assert_eq!(Some(recorded), presets::find(preset.name), "snapshots/{}/trigger.yaml is not the preset", preset.name);
+        assert_eq!(
+            Some(recorded),
+            presets::find(preset.name),
+            "snapshots/{}/trigger.yaml is not the preset",
+            preset.name
+        );
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use jsonschema::error::ValidationErrorKind;
 
 use super::locate::Locations;
-use super::{Problem, Spec, validate};
+use super::{Association, FieldType, Problem, ScalarType, Spec, validate};
 
 /// Why a spec could not be loaded: a list of problems, each with its key path
 /// and, when known, its line and column.
@@ -64,11 +64,7 @@ impl Parsed {
                 p
             })
             .collect();
-        if problems.is_empty() {
-            Ok(self.spec)
-        } else {
-            Err(LoadError { origin: self.origin, problems })
-        }
+        if problems.is_empty() { Ok(self.spec) } else { Err(LoadError { origin: self.origin, problems }) }
     }
 }
 
@@ -94,7 +90,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
     if !shape.is_empty() {
         return Err(fail(shape));
     }
-    let spec: Spec = serde_json::from_value(value).map_err(|e| fail(vec![Problem::new("", e.to_string())]))?;
+    let spec: Spec =
+        serde_json::from_value(value).map_err(|e| fail(vec![Problem::new("", e.to_string())]))?;
     Ok(Parsed { spec, origin: origin.to_owned(), locations })
 }
 
@@ -112,15 +109,37 @@ pub fn shape_problems(value: &serde_json::Value) -> Vec<Problem> {
                     .iter()
                     .map(|key| {
                         let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                        Problem::new(at, format!("unknown key {key:?}; valid keys here: {}", known_keys(&schema, &path)))
+                        Problem::new(
+                            at,
+                            format!("unknown key {key:?}; valid keys here: {}", known_keys(&schema, &path)),
+                        )
                     })
                     .collect(),
+                ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::Enum { .. } => {
+                    let message = match allowed_values(&path) {
+                        Some(allowed) => format!("{} is not one of: {}", e.instance, allowed.join(", ")),
+                        None => e.to_string(),
+                    };
+                    vec![Problem::new(path, message)]
+                }
                 _ => vec![Problem::new(path, e.to_string())],
             }
         })
         .collect();
     out.dedup();
     out
+}
+
+/// The values a keyword-valued key accepts, for a readable message.
+fn allowed_values(path: &str) -> Option<Vec<&'static str>> {
+    let key = path.rsplit(['.', '[']).next()?;
+    Some(match key {
+        "type" => FieldType::ALL.iter().map(|t| t.as_str()).collect(),
+        "items" => ScalarType::ALL.iter().map(|t| t.as_str()).collect(),
+        "association" => Association::ALL.iter().map(|a| a.as_str()).collect(),
+        "ci" => vec!["travis"],
+        _ => return None,
+    })
 }
 
 /// `/fields/2/default` → `fields[2].default`.
@@ -142,11 +161,7 @@ fn pointer_to_path(pointer: &str) -> String {
 
 /// The keys the schema allows at `path` (top level or inside a field).
 fn known_keys(schema: &serde_json::Value, path: &str) -> String {
-    let props = if path.is_empty() {
-        &schema["properties"]
-    } else {
-        &schema["$defs"]["Field"]["properties"]
-    };
+    let props = if path.is_empty() { &schema["properties"] } else { &schema["$defs"]["Field"]["properties"] };
     props.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 

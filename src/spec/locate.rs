@@ -95,13 +95,27 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Seq(items))
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> { Ok(Node::Scalar) }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Node, E> { Ok(Node::Scalar) }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Node, E> { Ok(Node::Scalar) }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> { Ok(Node::Scalar) }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Node, E> { Ok(Node::Scalar) }
-    fn visit_unit<E: de::Error>(self) -> Result<Node, E> { Ok(Node::Scalar) }
-    fn visit_none<E: de::Error>(self) -> Result<Node, E> { Ok(Node::Scalar) }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Node, E> {
+        Ok(Node::Scalar)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Node, E> {
+        Ok(Node::Scalar)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Node, E> {
+        Ok(Node::Scalar)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Node, E> {
+        Ok(Node::Scalar)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Node, E> {
+        Ok(Node::Scalar)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Scalar)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
+        Ok(Node::Scalar)
+    }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
         Node::deserialize(d)
     }

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::{Association, Field, FieldType, FORMAT_VERSION, ScalarType, Spec};
+use super::{Association, FORMAT_VERSION, Field, FieldType, ScalarType, Spec};
 use crate::names::{self, Names, RUST_KEYWORDS};
 
 /// One thing wrong with a spec, at a key path such as `fields[2].default`.
@@ -58,7 +58,10 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     {
         p.push(Problem::new("kind", why));
     } else if spec.kind.is_none() && check_kind(&names.kind).is_err() {
-        p.push(Problem::new("kind", format!("cannot derive a kind from source {:?}; set `kind`", spec.source)));
+        p.push(Problem::new(
+            "kind",
+            format!("cannot derive a kind from source {:?}; set `kind`", spec.source),
+        ));
     }
     for (key, value) in [("plural", &spec.plural), ("singular", &spec.singular)] {
         if let Some(v) = value
@@ -131,7 +134,10 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
                 } else {
                     "it is reserved for the function association".to_owned()
                 };
-                p.push(Problem::new(format!("{at}.name"), format!("{:?} collides with the association: {how}", f.name)));
+                p.push(Problem::new(
+                    format!("{at}.name"),
+                    format!("{:?} collides with the association: {how}", f.name),
+                ));
             }
         }
     }
@@ -171,7 +177,9 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
             {
                 p.push(Problem::new(
                     format!("{at}.values[{j}]"),
-                    format!("{v:?} must start with a letter and contain only letters, digits, `-`, `_` or `.`"),
+                    format!(
+                        "{v:?} must start with a letter and contain only letters, digits, `-`, `_` or `.`"
+                    ),
                 ));
             } else if !variants.insert(variant.clone()) {
                 p.push(Problem::new(
@@ -192,23 +200,36 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
         (_, Some(_)) => p.push(Problem::new(format!("{at}.items"), "`items` only applies to `type: list`")),
     }
     if !f.ty.has_length() {
-        for (key, set) in [("pattern", f.pattern.is_some()), ("minLength", f.min_length.is_some()), ("maxLength", f.max_length.is_some())] {
+        for (key, set) in [
+            ("pattern", f.pattern.is_some()),
+            ("minLength", f.min_length.is_some()),
+            ("maxLength", f.max_length.is_some()),
+        ] {
             if set {
-                p.push(Problem::new(format!("{at}.{key}"), format!("`{key}` only applies to `type: string`")));
+                p.push(Problem::new(
+                    format!("{at}.{key}"),
+                    format!("`{key}` only applies to `type: string`"),
+                ));
             }
         }
     }
     if !f.ty.has_range() {
         for (key, set) in [("minimum", f.minimum.is_some()), ("maximum", f.maximum.is_some())] {
             if set {
-                p.push(Problem::new(format!("{at}.{key}"), format!("`{key}` only applies to `type: integer` and `type: number`")));
+                p.push(Problem::new(
+                    format!("{at}.{key}"),
+                    format!("`{key}` only applies to `type: integer` and `type: number`"),
+                ));
             }
         }
     }
     if let (Some(lo), Some(hi)) = (f.min_length, f.max_length)
         && lo > hi
     {
-        p.push(Problem::new(format!("{at}.minLength"), format!("minLength {lo} is greater than maxLength {hi}")));
+        p.push(Problem::new(
+            format!("{at}.minLength"),
+            format!("minLength {lo} is greater than maxLength {hi}"),
+        ));
     }
     if let (Some(lo), Some(hi)) = (f.minimum, f.maximum)
         && lo > hi
@@ -220,7 +241,10 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
             if let Some(v) = v
                 && (v.fract() != 0.0 || v.abs() > 9.0e15)
             {
-                p.push(Problem::new(format!("{at}.{key}"), format!("{v} is not a whole number an integer field can hold")));
+                p.push(Problem::new(
+                    format!("{at}.{key}"),
+                    format!("{v} is not a whole number an integer field can hold"),
+                ));
             }
         }
     }
@@ -242,7 +266,10 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
     if let Some(default) = &f.default {
         let path = format!("{at}.default");
         if f.required {
-            p.push(Problem::new(&path, "a required field cannot have a default; drop `required` or `default`"));
+            p.push(Problem::new(
+                &path,
+                "a required field cannot have a default; drop `required` or `default`",
+            ));
         } else if !f.ty.takes_default() {
             p.push(Problem::new(&path, format!("a `{}` field cannot have a default", f.ty.as_str())));
         } else if let Err(why) = check_default(f, default, pattern.as_ref()) {
@@ -289,7 +316,8 @@ fn check_default(f: &Field, v: &Value, pattern: Option<&regex::Regex>) -> Result
             Ok(())
         }
         FieldType::Map => {
-            let map = v.as_object().ok_or_else(|| format!("expected a map of strings, found {}", kind_of(v)))?;
+            let map =
+                v.as_object().ok_or_else(|| format!("expected a map of strings, found {}", kind_of(v)))?;
             match map.iter().find(|(_, v)| !v.is_string()) {
                 Some((k, v)) => Err(format!("value of {k:?} must be a string, found {}", kind_of(v))),
                 None => Ok(()),
@@ -344,13 +372,22 @@ pub fn check_kind(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{s:?} is not a valid kind: use UpperCamelCase ASCII letters and digits, like `NATSTrigger`"))
+        Err(format!(
+            "{s:?} is not a valid kind: use UpperCamelCase ASCII letters and digits, like `NATSTrigger`"
+        ))
     }
 }
 
 pub fn check_group(s: &str) -> Result<(), String> {
-    let ok = s.len() <= 253 && s.contains('.') && s.split('.').all(|l| check_dns_label(l).is_ok() || l.bytes().all(|b| b.is_ascii_digit()) && !l.is_empty());
-    if ok { Ok(()) } else { Err(format!("{s:?} is not an API group: use a DNS subdomain with a dot, like `kubeless.io`")) }
+    let ok = s.len() <= 253
+        && s.contains('.')
+        && s.split('.')
+            .all(|l| check_dns_label(l).is_ok() || l.bytes().all(|b| b.is_ascii_digit()) && !l.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not an API group: use a DNS subdomain with a dot, like `kubeless.io`"))
+    }
 }
 
 pub fn check_version(s: &str) -> Result<(), String> {
@@ -377,7 +414,9 @@ pub fn check_crate_name(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{s:?} is not a usable crate name: use lowercase letters, digits, `-` and `_`, starting with a letter"))
+        Err(format!(
+            "{s:?} is not a usable crate name: use lowercase letters, digits, `-` and `_`, starting with a letter"
+        ))
     }
 }
 
@@ -394,7 +433,11 @@ pub fn check_image(s: &str) -> Result<(), String> {
     if tag.is_some() {
         return Err(format!("{s:?} has a tag; give the repository only (the Makefile and CI choose tags)"));
     }
-    if path_ok { Ok(()) } else { Err(format!("{s:?} is not an image repository like `kubeless/nats-trigger-controller`")) }
+    if path_ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not an image repository like `kubeless/nats-trigger-controller`"))
+    }
 }
 
 pub fn check_field_name(s: &str) -> Result<(), String> {
@@ -404,7 +447,9 @@ pub fn check_field_name(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{s:?} is not a lowerCamelCase JSON name: use ASCII letters and digits, starting with a lowercase letter"))
+        Err(format!(
+            "{s:?} is not a lowerCamelCase JSON name: use ASCII letters and digits, starting with a lowercase letter"
+        ))
     }
 }
 
@@ -425,7 +470,9 @@ fn check_pattern(pat: &str) -> Result<regex::Regex, String> {
     if pat.contains("\"#") {
         return Err("a pattern must not contain `\"#`".into());
     }
-    regex::Regex::new(pat).map_err(|e| format!("not a valid regular expression: {}", e.to_string().lines().last().unwrap_or("")))
+    regex::Regex::new(pat).map_err(|e| {
+        format!("not a valid regular expression: {}", e.to_string().lines().last().unwrap_or(""))
+    })
 }
 
 fn check_description(at: &str, d: &str, p: &mut Vec<Problem>) {
@@ -462,11 +509,27 @@ mod tests {
         typed.minimum = Some(1.0);
         let mut dup = Field::new("count", FieldType::Integer);
         dup.default = Some(json!("ten"));
-        spec.fields = vec![enum_field, typed, dup.clone(), dup, Field::new("metadata", FieldType::Map), Field::new("functionSelector", FieldType::String)];
+        spec.fields = vec![
+            enum_field,
+            typed,
+            dup.clone(),
+            dup,
+            Field::new("metadata", FieldType::Map),
+            Field::new("functionSelector", FieldType::String),
+        ];
         let got = paths(&spec);
         for want in [
-            "source", "group", "version", "fields[0].values", "fields[0].default", "fields[1].name",
-            "fields[1].minimum", "fields[2].default", "fields[3].name", "fields[4].name", "fields[5].name",
+            "source",
+            "group",
+            "version",
+            "fields[0].values",
+            "fields[0].default",
+            "fields[1].name",
+            "fields[1].minimum",
+            "fields[2].default",
+            "fields[3].name",
+            "fields[4].name",
+            "fields[5].name",
         ] {
             assert!(got.contains(&want.to_string()), "missing {want} in {got:?}");
         }
