@@ -276,7 +276,12 @@ fn scalar_rust(s: ScalarType) -> &'static str {
 
 /// A Rust literal for a bound: integers without a fraction, numbers with one.
 fn number_literal(ty: FieldType, v: f64) -> String {
-    if ty == FieldType::Integer { format!("{}", v as i64) } else { format!("{v:?}") }
+    match ty {
+        // schemars infers `i32` for an unsuffixed literal.
+        FieldType::Integer if i32::try_from(v as i64).is_err() => format!("{}_i64", v as i64),
+        FieldType::Integer => format!("{}", v as i64),
+        _ => format!("{v:?}"),
+    }
 }
 
 fn scalar_expr(s: ScalarType, v: &Value) -> String {

@@ -62,8 +62,6 @@ pub struct Names {
     pub image: String,
     /// `kubeless.io/natstrigger`: the finalizer, as the Kubeless originals spell it.
     pub finalizer: String,
-    /// `NATS`: prefix of the controller's environment variables.
-    pub env_prefix: String,
     /// `nats-trigger-crd.yaml`.
     pub crd_file: String,
     /// `nats.jsonnet`.
@@ -92,7 +90,6 @@ impl Names {
             crate_ident: crate_name.replace('-', "_"),
             module: format!("{}_trigger", source.replace('-', "_")),
             finalizer: format!("{group}/{singular}"),
-            env_prefix: source.replace('-', "_").to_uppercase(),
             crd_file: format!("{source}-trigger-crd.yaml"),
             jsonnet_file: format!("{source}.jsonnet"),
             manifest_file: format!("{source}.yaml"),

@@ -57,6 +57,7 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
 fn load_templates() -> Result<Tera, RenderError> {
     let mut tera = Tera::default();
     tera.autoescape_on(vec![]);
+    tera.register_function("str_const", str_const);
     let mut sources = Vec::new();
     collect(&TEMPLATES, &mut sources);
     tera.add_raw_templates(sources)
@@ -104,6 +105,34 @@ fn spec_file(spec: &Spec) -> Result<String, RenderError> {
         "# The spec of this trigger, which kubeless-trigger rendered the generated files from.\n\
          # Its JSON Schema: `kubeless-trigger schema`. {SCAFFOLDED}\n{body}"
     ))
+}
+
+/// Rustfmt's `max_width` in generated repositories (templates/rustfmt.toml.tera).
+const MAX_WIDTH: usize = 110;
+
+/// `str_const(name=, value=, vis="pub", indent=4)`: a `&str` constant laid out
+/// the way rustfmt lays it out, so generated code stays `cargo fmt`-clean
+/// whatever the length of the names in it: on one line when it fits, else
+/// with the literal on the next line.
+fn str_const(args: &std::collections::HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
+    let text = |key: &str| args.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let name = text("name");
+    if name.is_empty() {
+        return Err("str_const needs `name`".into());
+    }
+    let indent = " ".repeat(args.get("indent").and_then(|v| v.as_u64()).unwrap_or(0) as usize);
+    let vis = match text("vis") {
+        v if v.is_empty() => String::new(),
+        v => format!("{v} "),
+    };
+    let head = format!("{indent}{vis}const {name}: &str =");
+    let literal = format!("{:?};", text("value"));
+    let line = format!("{head} {literal}");
+    Ok(tera::Value::String(if line.chars().count() <= MAX_WIDTH {
+        line
+    } else {
+        format!("{head}\n{indent}    {literal}")
+    }))
 }
 
 fn chain(e: &dyn std::error::Error) -> String {

@@ -34,6 +34,9 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Longest event-source name: it is part of every derived name.
+const MAX_SOURCE_LEN: usize = 40;
+
 /// Keys every custom resource already has; a spec field must not shadow them.
 const ENVELOPE: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 
@@ -48,11 +51,35 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     }
     if let Err(why) = check_dns_label(&spec.source) {
         p.push(Problem::new("source", why));
+    } else if spec.source.len() > MAX_SOURCE_LEN {
+        p.push(Problem::new(
+            "source",
+            format!("{:?} is longer than {MAX_SOURCE_LEN} characters; it becomes the kind, crate, binary and image names", spec.source),
+        ));
     }
     if let Some(d) = &spec.description {
         check_description("description", d, &mut p);
     }
     let names = Names::derive(spec);
+    for (key, value, set) in [
+        ("plural", &names.plural, spec.plural.is_some()),
+        ("singular", &names.singular, spec.singular.is_some()),
+    ] {
+        if !set && check_dns_label(value).is_err() {
+            p.push(Problem::new(
+                key,
+                format!(
+                    "the derived {key} {value:?} is not a DNS-1123 label; set `{key}` or a shorter `kind`"
+                ),
+            ));
+        }
+    }
+    if names.crd_name.len() > 253 {
+        p.push(Problem::new(
+            "group",
+            format!("the CRD name {:?} is longer than 253 characters", names.crd_name),
+        ));
+    }
     if let Some(kind) = &spec.kind
         && let Err(why) = check_kind(kind)
     {
@@ -104,11 +131,17 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     for (i, field) in spec.fields.iter().enumerate() {
         let at = format!("fields[{i}]");
         validate_field(&at, field, spec.association, &mut p);
-        if !json_names.insert(field.name.as_str()) {
+        let duplicate_json = !json_names.insert(field.name.as_str());
+        if duplicate_json {
             p.push(Problem::new(format!("{at}.name"), format!("duplicate field name {:?}", field.name)));
         }
         let rust = field.rust_name.clone().unwrap_or_else(|| names::rust_field_name(&field.name));
-        if !rust_names.insert(rust.clone()) && json_names.contains(field.name.as_str()) {
+        if ["function_selector", "function_name"].contains(&rust.as_str()) {
+            p.push(Problem::new(
+                format!("{at}.rustName"),
+                format!("Rust name {rust:?} is the association field's; choose another `rustName`"),
+            ));
+        } else if !rust_names.insert(rust.clone()) && !duplicate_json {
             p.push(Problem::new(
                 format!("{at}.name"),
                 format!("Rust name {rust:?} is already used by another field; set `rustName`"),
@@ -172,8 +205,9 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
             let variant = names::variant_name(v);
             if !seen.insert(v) {
                 p.push(Problem::new(format!("{at}.values[{j}]"), format!("duplicate value {v:?}")));
-            } else if check_rust_ident(&variant.to_lowercase()).is_err()
-                || !variant.starts_with(|c: char| c.is_ascii_uppercase())
+            } else if !v.starts_with(|c: char| c.is_ascii_alphabetic())
+                || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                || RUST_KEYWORDS.contains(&variant.as_str())
             {
                 p.push(Problem::new(
                     format!("{at}.values[{j}]"),
@@ -365,7 +399,42 @@ pub fn check_dns_label(s: &str) -> Result<(), String> {
     }
 }
 
+/// Names the generated Rust code already uses next to the kind and its
+/// `<Kind>Spec`/`<Kind>Status` types.
+const RESERVED_TYPES: &[&str] = &[
+    "BTreeMap",
+    "Box",
+    "Condition",
+    "CustomResource",
+    "Default",
+    "Deserialize",
+    "Err",
+    "Error",
+    "Function",
+    "FunctionSpec",
+    "JsonSchema",
+    "LabelSelector",
+    "None",
+    "Ok",
+    "Option",
+    "Result",
+    "SecretKeyRef",
+    "Serialize",
+    "Some",
+    "String",
+    "Trigger",
+    "TriggerSpec",
+    "TriggerStatus",
+    "Vec",
+];
+
 pub fn check_kind(s: &str) -> Result<(), String> {
+    if RESERVED_TYPES
+        .iter()
+        .any(|r| *r == s || Some(*r) == s.strip_suffix("Spec") || Some(*r) == s.strip_suffix("Status"))
+    {
+        return Err(format!("{s:?} clashes with a type the generated code uses; choose another kind"));
+    }
     let ok = s.len() <= 63
         && s.starts_with(|c: char| c.is_ascii_uppercase())
         && s.chars().all(|c| c.is_ascii_alphanumeric());
@@ -405,17 +474,41 @@ pub fn check_version(s: &str) -> Result<(), String> {
     }
 }
 
+/// Crates the generated repository depends on; its own package cannot share a name with them.
+const DEPENDENCIES: &[&str] = &[
+    "bytes",
+    "crdgen",
+    "futures",
+    "getrandom",
+    "http",
+    "http-body-util",
+    "hyper-util",
+    "k8s-openapi",
+    "kube",
+    "schemars",
+    "serde",
+    "serde-json",
+    "serde-saphyr",
+    "thiserror",
+    "tokio",
+    "tokio-util",
+    "tower-test",
+    "tracing",
+    "tracing-subscriber",
+];
+
 pub fn check_crate_name(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && !RUST_KEYWORDS.contains(&s.replace('-', "_").as_str());
+        && !RUST_KEYWORDS.contains(&s.replace('-', "_").as_str())
+        && !DEPENDENCIES.contains(&s.replace('_', "-").as_str());
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "{s:?} is not a usable crate name: use lowercase letters, digits, `-` and `_`, starting with a letter"
+            "{s:?} is not a usable crate name: use lowercase letters, digits, `-` and `_`, starting with a letter, and not the name of a dependency such as `kube` or `tokio`"
         ))
     }
 }
@@ -479,7 +572,7 @@ fn check_description(at: &str, d: &str, p: &mut Vec<Problem>) {
     if d.trim().is_empty() {
         p.push(Problem::new(at, "a description must not be empty; leave the key out instead"));
     }
-    if d.chars().any(|c| c.is_control() && c != '\n') {
+    if d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         p.push(Problem::new(at, "a description must not contain control characters other than newlines"));
     }
 }

@@ -1,0 +1,44 @@
+// Scaffolded by kubeless-trigger, then yours: edit freely, `kubeless-trigger` never rewrites this file.
+//! The GooglePubSub event source: connect, receive, hand each event to the sink.
+//!
+//! The runtime calls [`consume`] once per (trigger, function) pair and cancels
+//! `shutdown` when the trigger changes or goes away, when the function stops
+//! matching, or when the controller shuts down. Everything else (watching,
+//! finalizers, status, HTTP delivery with the Kubeless headers) is done for you.
+//!
+//! To implement it:
+//! 1. connect to GooglePubSub using the trigger's settings in `ctx.spec`;
+//! 2. subscribe using `ctx.group` as the consumer/queue group name, so several
+//!    controller replicas share the events instead of each delivering them;
+//! 3. for every message call `sink.deliver(Event::new(body).with_topic(..))`;
+//!    acknowledge the message only after `deliver` returned `Ok` if the source
+//!    supports acknowledgements (at-least-once), or before (at-most-once);
+//! 4. return when `shutdown` is cancelled.
+//!
+//! Until then this skeleton connects to nothing, delivers nothing, and waits
+//! quietly for cancellation, so the controller runs safely without it.
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::consumers::{ConsumerContext, Sink};
+
+/// Errors a consumer may end with; they are logged by the runtime.
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Consume GooglePubSub events for one (trigger, function) pair until `shutdown`.
+pub async fn consume(
+    ctx: ConsumerContext,
+    sink: Sink,
+    shutdown: CancellationToken,
+) -> Result<(), SourceError> {
+    info!(
+        source = crate::SOURCE,
+        group = %ctx.group,
+        function = %sink.url(),
+        "event source is a skeleton: no events are delivered until src/event_source.rs is implemented"
+    );
+    debug!(spec = ?ctx.spec, "trigger settings");
+    shutdown.cancelled().await;
+    Ok(())
+}
