@@ -76,6 +76,8 @@ function(namespace='kubeless', image='ghcr.io/acme-corp/pubsub/google-pubsub-eve
           automountServiceAccountToken: true,
           securityContext: {
             runAsNonRoot: true,
+            runAsUser: 65532,
+            runAsGroup: 65532,
             seccompProfile: { type: 'RuntimeDefault' },
           },
           containers: [{

@@ -76,6 +76,8 @@ function(namespace='kubeless', image='kubeless/nats-trigger-controller:latest')
           automountServiceAccountToken: true,
           securityContext: {
             runAsNonRoot: true,
+            runAsUser: 65532,
+            runAsGroup: 65532,
             seccompProfile: { type: 'RuntimeDefault' },
           },
           containers: [{
