@@ -6,7 +6,9 @@
 //
 // Render: jsonnet -S kafka.jsonnet > kafka.yaml   (or `make manifests`)
 // Options: --tla-str namespace=kubeless --tla-str image=<repository:tag>
-function(namespace='kubeless', image='kubeless/kafka-trigger-controller:latest')
+//          --tla-str functions_namespace=<ns>: watch one namespace only, with a
+//          namespaced Role and RoleBinding there instead of cluster-wide RBAC.
+function(namespace='kubeless', image='kubeless/kafka-trigger-controller:latest', functions_namespace='')
   local name = 'kafka-trigger-controller';
   local labels = { kubeless: name };
   local crd = importstr 'kafka-trigger-crd.yaml';
@@ -47,18 +49,21 @@ function(namespace='kubeless', image='kubeless/kafka-trigger-controller:latest')
     },
   ];
 
-  local clusterRole = {
+  local scoped = functions_namespace != '';
+  local scope = if scoped then { namespace: functions_namespace } else {};
+
+  local role = {
     apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRole',
-    metadata: { name: name, labels: labels },
+    kind: if scoped then 'Role' else 'ClusterRole',
+    metadata: { name: name, labels: labels } + scope,
     rules: rules,
   };
 
-  local clusterRoleBinding = {
+  local roleBinding = {
     apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: name, labels: labels },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: name },
+    kind: if scoped then 'RoleBinding' else 'ClusterRoleBinding',
+    metadata: { name: name, labels: labels } + scope,
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: role.kind, name: name },
     subjects: [{ kind: 'ServiceAccount', name: name, namespace: namespace }],
   };
 
@@ -86,7 +91,7 @@ function(namespace='kubeless', image='kubeless/kafka-trigger-controller:latest')
             imagePullPolicy: 'IfNotPresent',
             env: [
               { name: 'KUBELESS_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-              { name: 'FUNCTIONS_NAMESPACE', value: '' },
+              { name: 'FUNCTIONS_NAMESPACE', value: functions_namespace },
               { name: 'RUST_LOG', value: 'info' },
             ],
             resources: {
@@ -107,6 +112,6 @@ function(namespace='kubeless', image='kubeless/kafka-trigger-controller:latest')
   };
 
   std.rstripChars(
-    crd + std.manifestYamlStream([serviceAccount, clusterRole, clusterRoleBinding, deployment], c_document_end=false),
+    crd + std.manifestYamlStream([serviceAccount, role, roleBinding, deployment], c_document_end=false, quote_keys=false),
     '\n'
   )

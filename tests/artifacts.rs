@@ -1,0 +1,183 @@
+//! The non-Rust artifacts of every snapshot repository, checked for what their
+//! own tools cannot see: least-privilege RBAC, a restricted Deployment, and a
+//! Travis file whose jobs use Makefile targets and scripts that exist.
+//! (scripts/test-all runs the tools themselves: kubernetes-validate, shellcheck,
+//! bats, hadolint, yamllint.) Needs the `jsonnet` binary; without it the tests fail.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+fn snapshots() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots");
+    let mut dirs: Vec<PathBuf> =
+        fs::read_dir(root).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    dirs
+}
+
+fn source_of(dir: &Path) -> String {
+    let text = fs::read_to_string(dir.join("trigger.yaml")).unwrap();
+    let spec: Value = serde_saphyr::from_str(&text).unwrap();
+    spec["source"].as_str().unwrap().to_owned()
+}
+
+/// The manifest stream the repository's jsonnet renders, one JSON value per document.
+fn manifests(dir: &Path, tla: &[(&str, &str)]) -> Vec<Value> {
+    let mut cmd = Command::new("jsonnet");
+    cmd.current_dir(dir).arg("-S");
+    for (k, v) in tla {
+        cmd.arg("--tla-str").arg(format!("{k}={v}"));
+    }
+    let out = cmd
+        .arg(format!("{}.jsonnet", source_of(dir)))
+        .output()
+        .expect("the `jsonnet` binary is required (scripts/install-tools installs it)");
+    assert!(out.status.success(), "jsonnet failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_saphyr::from_str_multiple::<Value, Vec<Value>>(&text).expect("a YAML stream")
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// The rules the generated controller needs, reviewed against what it calls:
+/// watch + finalizer patches on its triggers, status patches, function reads,
+/// the function Service's port, and Events (created, then patched as series).
+fn reviewed_rules(group: &str, plural: &str) -> Value {
+    json!([
+        {"apiGroups": [group], "resources": [plural], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": [group], "resources": [format!("{plural}/status")], "verbs": ["patch"]},
+        {"apiGroups": ["kubeless.io"], "resources": ["functions"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ])
+}
+
+#[test]
+fn rbac_is_exactly_the_reviewed_least_privilege_list() {
+    for dir in snapshots() {
+        let docs = manifests(&dir, &[]);
+        let crd = of_kind(&docs, "CustomResourceDefinition")[0];
+        let (group, plural) =
+            (crd["spec"]["group"].as_str().unwrap(), crd["spec"]["names"]["plural"].as_str().unwrap());
+        let roles = of_kind(&docs, "ClusterRole");
+        assert_eq!(roles.len(), 1, "{}", dir.display());
+        assert_eq!(roles[0]["rules"], reviewed_rules(group, plural), "{}", dir.display());
+        assert!(!serde_json::to_string(&roles[0]).unwrap().contains("\"*\""), "no wildcard");
+        let binding = of_kind(&docs, "ClusterRoleBinding")[0];
+        let sa = of_kind(&docs, "ServiceAccount")[0];
+        assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"], "bound to its own account");
+        assert_ne!(sa["metadata"]["name"], "controller-acct", "does not borrow the Kubeless core account");
+    }
+}
+
+#[test]
+fn a_namespace_scoped_controller_gets_a_role_not_a_cluster_role() {
+    let dir = &snapshots()[0];
+    let docs = manifests(dir, &[("functions_namespace", "team-a")]);
+    assert!(of_kind(&docs, "ClusterRole").is_empty() && of_kind(&docs, "ClusterRoleBinding").is_empty());
+    assert_eq!(of_kind(&docs, "Role")[0]["metadata"]["namespace"], "team-a");
+    assert_eq!(of_kind(&docs, "RoleBinding")[0]["roleRef"]["kind"], "Role");
+    let env = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"];
+    let scoped = env.as_array().unwrap().iter().find(|e| e["name"] == "FUNCTIONS_NAMESPACE").unwrap();
+    assert_eq!(scoped["value"], "team-a");
+}
+
+#[test]
+fn the_deployment_meets_the_restricted_pod_security_standard() {
+    for dir in snapshots() {
+        let docs = manifests(&dir, &[("image", "example/controller:test")]);
+        let deployment = of_kind(&docs, "Deployment")[0];
+        assert_eq!(deployment["apiVersion"], "apps/v1");
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        let c = &pod["containers"][0];
+        assert_eq!(c["image"], "example/controller:test", "the image is a parameter");
+        let sc = &c["securityContext"];
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+        for kind in ["requests", "limits"] {
+            for resource in ["cpu", "memory"] {
+                assert!(c["resources"][kind][resource].is_string(), "{}: {kind}.{resource}", dir.display());
+            }
+        }
+        assert_eq!(pod["serviceAccountName"], of_kind(&docs, "ServiceAccount")[0]["metadata"]["name"]);
+    }
+}
+
+/// Targets a Makefile defines (`name:` at the start of a line).
+fn make_targets(makefile: &str) -> BTreeSet<String> {
+    makefile
+        .lines()
+        .filter(|l| !l.starts_with(['\t', '#', '.', ' ']))
+        .filter_map(|l| l.split_once(':').map(|(t, _)| t.trim()))
+        .filter(|t| !t.is_empty() && !t.contains('=') && !t.contains('%') && !t.contains('$'))
+        .flat_map(|t| t.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn travis_has_the_four_jobs_and_uses_targets_and_scripts_that_exist() {
+    for dir in snapshots() {
+        let travis: Value =
+            serde_saphyr::from_str(&fs::read_to_string(dir.join(".travis.yml")).unwrap()).unwrap();
+        let jobs = travis["jobs"]["include"].as_array().unwrap();
+        let stages: Vec<&str> = jobs.iter().map(|j| j["stage"].as_str().unwrap()).collect();
+        assert_eq!(stages, ["build", "e2e", "push latest", "release"], "{}", dir.display());
+        let conditions: Vec<(&str, &str)> = travis["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| Some((s["name"].as_str()?, s["if"].as_str()?)))
+            .collect();
+        assert_eq!(
+            conditions,
+            [("push latest", "branch = main AND type = push"), ("release", "tag IS present")]
+        );
+
+        let targets = make_targets(&fs::read_to_string(dir.join("Makefile")).unwrap());
+        for t in
+            ["help", "binary", "test", "update", "manifests", "image", "push", "integration-tests", "lint"]
+        {
+            assert!(targets.contains(t), "{}: Makefile lacks `{t}`", dir.display());
+        }
+        let commands: Vec<String> = jobs
+            .iter()
+            .flat_map(|j| ["before_install", "script", "after_success"].map(|k| j[k].clone()))
+            .filter_map(|v| v.as_array().cloned())
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        assert!(commands.iter().any(|c| c.contains("make test")), "the build job runs the unit tests");
+        for command in &commands {
+            let words: Vec<&str> = command.split_whitespace().collect();
+            for (i, w) in words.iter().enumerate() {
+                if *w == "make" {
+                    let target = words[i + 1..].iter().find(|a| !a.contains('=')).expect("a target");
+                    assert!(targets.contains(*target), "{}: travis runs `make {target}`", dir.display());
+                }
+                if let Some(script) = w.strip_prefix("./") {
+                    let path = dir.join(script);
+                    assert!(path.is_file(), "{}: travis runs missing {script}", dir.display());
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        assert!(
+                            fs::metadata(&path).unwrap().permissions().mode() & 0o111 != 0,
+                            "{script} is executable"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
