@@ -50,13 +50,43 @@ pub fn write(plan: &Plan, out: &Path, force: bool) -> Result<(), ApplyError> {
         Err(e) => return Err(io_err(out)(e)),
     };
 
-    let staging = out.join(STAGING);
-    let result = stage(plan, &staging).and_then(|()| commit(plan, &staging, out));
-    let _ = fs::remove_dir_all(&staging);
+    let result = write_changes(plan, &[], out);
     if result.is_err() && created {
         let _ = fs::remove_dir_all(out);
     }
     result
+}
+
+/// Write `plan` into the existing directory `dir` and delete `removals`
+/// (relative paths). Every new file is staged before anything is moved into
+/// place; removals come last.
+pub fn write_changes(plan: &Plan, removals: &[String], dir: &Path) -> Result<(), ApplyError> {
+    for path in plan.files.iter().map(|f| &f.path).chain(removals) {
+        check_relative(path)?;
+        check_no_symlink(dir, path)?;
+    }
+    let staging = dir.join(STAGING);
+    let result = stage(plan, &staging).and_then(|()| commit(plan, &staging, dir));
+    let _ = fs::remove_dir_all(&staging);
+    result?;
+    for path in removals {
+        let target = dir.join(path);
+        fs::remove_file(&target).map_err(io_err(&target))?;
+    }
+    Ok(())
+}
+
+/// Refuse a path whose existing components include a symlink, which could
+/// lead a write or a removal outside the directory.
+fn check_no_symlink(dir: &Path, path: &str) -> Result<(), ApplyError> {
+    let mut at = dir.to_owned();
+    for part in Path::new(path).components() {
+        at.push(part);
+        if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(ApplyError::UnsafePath { path: path.to_owned(), why: "a symlink is in the way" });
+        }
+    }
+    Ok(())
 }
 
 /// Reject absolute paths, `..` and anything else that could leave the output.
@@ -94,18 +124,8 @@ fn stage(plan: &Plan, staging: &Path) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Move the staged files into place, after checking that no existing path
-/// component is a symlink that could lead outside the output directory.
+/// Move the staged files into place.
 fn commit(plan: &Plan, staging: &Path, out: &Path) -> Result<(), ApplyError> {
-    for f in &plan.files {
-        let mut at = out.to_owned();
-        for part in Path::new(&f.path).components() {
-            at.push(part);
-            if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-                return Err(ApplyError::UnsafePath { path: f.path.clone(), why: "a symlink is in the way" });
-            }
-        }
-    }
     for f in &plan.files {
         let target = out.join(&f.path);
         if let Some(dir) = target.parent() {

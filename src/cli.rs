@@ -44,6 +44,37 @@ pub enum Command {
         --defaults nor --no-input is given; otherwise every missing or invalid input is\n\
         reported at once and the exit status is 2.")]
     New(NewArgs),
+    /// Re-render from DIR/trigger.yaml: rewrite generated files, keep yours
+    #[command(after_help = "Examples:\n  \
+        kubeless-trigger generate              # in a generated repository\n  \
+        kubeless-trigger generate ../nats-trigger --dry-run\n\n\
+        Generated files that differ are rewritten and missing ones created; files that are\n\
+        yours (README.md, src/event_source.rs, examples/) are never touched; generated files\n\
+        the spec no longer produces are removed when they are unchanged since their last\n\
+        render. Prints what changed.")]
+    Generate(RepoArgs),
+    /// Check that the generated files match DIR/trigger.yaml (for CI); writes nothing
+    #[command(after_help = "Examples:\n  \
+        kubeless-trigger check\n  \
+        kubeless-trigger check path/to/repo --format json\n\n\
+        Exit status: 0 when every generated file matches, 1 on drift (a unified diff per\n\
+        file and a summary of missing, changed and unexpected files), 2 for usage or input errors.")]
+    Check {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Bring a repository forward to this version's templates, merging your edits
+    #[command(after_help = "Examples:\n  \
+        kubeless-trigger update --dry-run      # the per-file plan first\n  \
+        kubeless-trigger update\n\n\
+        Generated files are rewritten. Your files that you never changed are replaced by the\n\
+        new render; files both you and the templates changed are merged three-way against the\n\
+        last render (recorded in .kubeless-trigger.lock). Conflicting hunks get conflict\n\
+        markers, are listed, and the exit status is 1.")]
+    Update(RepoArgs),
     /// Print the JSON Schema of the spec file (trigger.yaml)
     Schema,
     /// List the embedded presets
@@ -98,6 +129,22 @@ pub struct NewArgs {
     /// Print the files that would be written (path, owner, size) and write nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// The generated repository (the directory holding trigger.yaml)
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Print the plan and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

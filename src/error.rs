@@ -25,6 +25,10 @@ pub enum CliError {
     Prompt(#[from] dialoguer::Error),
     #[error("cancelled; nothing was written")]
     Cancelled,
+    #[error("the generated files drifted from trigger.yaml")]
+    Drift,
+    #[error("{} file(s) have conflicts; resolve the markers, then commit:\n  {}", .0.len(), .0.join("\n  "))]
+    Conflicts(Vec<String>),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

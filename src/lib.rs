@@ -4,10 +4,12 @@
 //! `inputs`/`prompt` → `spec` → `names` → `model` → `render` (+ `crd`) → `plan` → `apply`.
 
 pub mod apply;
+pub mod check;
 pub mod cli;
 pub mod crd;
 pub mod error;
 pub mod inputs;
+pub mod lock;
 pub mod model;
 pub mod names;
 pub mod plan;
@@ -15,3 +17,4 @@ pub mod presets;
 pub mod prompt;
 pub mod render;
 pub mod spec;
+pub mod sync;

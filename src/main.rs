@@ -6,9 +6,13 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use kubeless_trigger::cli::{Cli, Command, NewArgs};
+use std::path::Path;
+
+use kubeless_trigger::check::LockState;
+use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
+use kubeless_trigger::sync::Mode;
 use kubeless_trigger::error::{CliError, EXIT_OK};
-use kubeless_trigger::{apply, inputs, presets, render, spec};
+use kubeless_trigger::{apply, check, inputs, plan, presets, render, spec, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,6 +30,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::New(args) => new(&args)?,
+        Command::Generate(repo) => sync(&repo, Mode::Generate)?,
+        Command::Update(repo) => sync(&repo, Mode::Update)?,
+        Command::Check { repo, format } => check(&repo, format)?,
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&spec::Spec::json_schema()).expect("schema serializes");
             writeln!(out, "{schema}")?;
@@ -42,9 +49,69 @@ fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A generated repository: its spec, a fresh render of it, and its lock.
+struct Repo {
+    spec: spec::Spec,
+    render: plan::Plan,
+    lock: LockState,
+}
+
+fn open(dir: &Path) -> Result<Repo, CliError> {
+    let path = dir.join(render::SPEC_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::Usage(format!(
+            "{} is not a kubeless-trigger repository: cannot read {}: {e}",
+            dir.display(),
+            path.display()
+        ))
+    })?;
+    let spec = spec::from_text(&text, &path.display().to_string())?;
+    let render = render::render(&spec)?;
+    let lock = LockState::read(dir)?;
+    Ok(Repo { spec, render, lock })
+}
+
+fn check(args: &RepoArgs, format: Format) -> Result<(), CliError> {
+    if args.dry_run {
+        return Err(CliError::Usage("check never writes; --dry-run does not apply".into()));
+    }
+    let repo = open(&args.dir)?;
+    let report = check::check(&args.dir, &repo.spec, &repo.render, &repo.lock)?;
+    match format {
+        Format::Text => print!("{}", report.text()),
+        Format::Json => println!("{}", report.json()),
+    }
+    if report.is_clean() { Ok(()) } else { Err(CliError::Drift) }
+}
+
+fn sync(args: &RepoArgs, mode: Mode) -> Result<(), CliError> {
+    let repo = open(&args.dir)?;
+    if let LockState::Unreadable(e) = &repo.lock
+        && mode == Mode::Update
+    {
+        return Err(CliError::Usage(format!(
+            "{} cannot be read ({e}); `update` needs it as the merge base: run `kubeless-trigger generate` first",
+            kubeless_trigger::lock::LOCK_FILE
+        )));
+    }
+    let plan = sync::plan(&args.dir, &repo.spec, &repo.render, repo.lock.lock(), mode)?;
+    print!("{}", plan.table(args.dry_run));
+    if args.dry_run {
+        eprintln!("dry run: nothing written");
+        return Ok(());
+    }
+    plan.apply(&args.dir)?;
+    let conflicts = plan.conflicts();
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Conflicts(conflicts.iter().map(|s| s.to_string()).collect()))
+    }
+}
+
 fn new(args: &NewArgs) -> Result<(), CliError> {
     let resolved = inputs::resolve(args)?;
-    let plan = render::render(&resolved.spec)?;
+    let plan = render::repository(&resolved.spec)?;
     if args.dry_run {
         print!("{}", plan.table());
         eprintln!("dry run: {} files for {}; nothing written", plan.files.len(), resolved.output.display());

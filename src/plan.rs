@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use crate::render::{GENERATED, SCAFFOLDED};
 
 /// Who owns a file after `new` wrote it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Owner {
     /// Rewritten by the tool on every render; carries the DO NOT EDIT header.
@@ -58,6 +58,10 @@ impl Plan {
     pub fn new(mut files: Vec<PlannedFile>) -> Plan {
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Plan { files }
+    }
+
+    pub fn get(&self, path: &str) -> Option<&PlannedFile> {
+        self.files.iter().find(|f| f.path == path)
     }
 
     /// The `--dry-run` table: path, owner, size.

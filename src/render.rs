@@ -5,6 +5,7 @@
 use include_dir::{Dir, include_dir};
 use tera::{Context, Tera};
 
+use crate::lock::{LOCK_FILE, Lock};
 use crate::model::Model;
 use crate::plan::{Plan, PlannedFile};
 use crate::spec::Spec;
@@ -26,6 +27,18 @@ pub enum RenderError {
     Template { template: String, message: String },
     #[error("failed to record the spec: {0}")]
     Spec(String),
+}
+
+/// The path of the spec inside a generated repository: the input of
+/// `generate`, `check` and `update`, written only by `new`.
+pub const SPEC_FILE: &str = "trigger.yaml";
+
+/// Everything `new` writes: the rendered files plus the lock that records them.
+pub fn repository(spec: &Spec) -> Result<Plan, RenderError> {
+    let mut plan = render(spec)?;
+    let lock = Lock::of(&plan, spec);
+    plan.files.push(PlannedFile::new(LOCK_FILE.to_owned(), lock.to_text()));
+    Ok(Plan::new(plan.files))
 }
 
 /// Render every file of the repository for a validated spec.
@@ -50,7 +63,7 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
         model.names.crd_file.clone(),
         format!("# {GENERATED}\n{}", crd::yaml(&model)),
     ));
-    files.push(PlannedFile::new("trigger.yaml".into(), spec_file(spec)?));
+    files.push(PlannedFile::new(SPEC_FILE.into(), spec_file(spec)?));
     Ok(Plan::new(files))
 }
 
@@ -102,8 +115,9 @@ fn output_path(template: &str, model: &Model) -> String {
 fn spec_file(spec: &Spec) -> Result<String, RenderError> {
     let body = serde_saphyr::to_string(spec).map_err(|e| RenderError::Spec(e.to_string()))?;
     Ok(format!(
-        "# The spec of this trigger, which kubeless-trigger rendered the generated files from.\n\
-         # Its JSON Schema: `kubeless-trigger schema`. {SCAFFOLDED}\n{body}"
+        "# The spec of this trigger: the generated files are rendered from it. Edit it, then run\n\
+         # `kubeless-trigger generate`; CI runs `kubeless-trigger check`. Its JSON Schema:\n\
+         # `kubeless-trigger schema`. {SCAFFOLDED}\n{body}"
     ))
 }
 

@@ -99,7 +99,7 @@ fn snapshots_match_a_fresh_render() {
     let mut failures = Vec::new();
     for name in snapshot_names() {
         let dir = snapshots_dir().join(&name);
-        let plan = render::render(&load(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let plan = render::repository(&load(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         if bless {
             for old in files_under(&dir) {
                 fs::remove_file(dir.join(old)).expect("remove old snapshot file");

@@ -75,7 +75,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
         Ok(v) => v,
         Err(e) => {
             let location = e.location().map(|l| (l.line() as usize, l.column() as usize));
-            let message = e.to_string().lines().next().unwrap_or("not YAML or JSON").to_owned();
+            let message = syntax_message(&e.to_string());
             return Err(fail(vec![Problem { path: String::new(), message, location }]));
         }
     };
@@ -128,6 +128,17 @@ pub fn shape_problems(value: &serde_json::Value) -> Vec<Problem> {
         .collect();
     out.dedup();
     out
+}
+
+/// The parser's first line, without the `error: line L column C:` prefix
+/// (the location is reported separately).
+fn syntax_message(text: &str) -> String {
+    let first = text.lines().next().unwrap_or("not YAML or JSON");
+    let rest = first.strip_prefix("error: ").unwrap_or(first);
+    match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((position, message)) if position.contains("column") => message.to_owned(),
+        _ => rest.to_owned(),
+    }
 }
 
 /// The values a keyword-valued key accepts, for a readable message.

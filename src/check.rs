@@ -1,0 +1,165 @@
+//! `check`: compare a repository with a fresh render of its spec, in memory.
+//! No writes, no network. Drift is any generated file that is missing,
+//! differs or should be gone, and any lock that does not describe the render.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use serde::Serialize;
+use similar::TextDiff;
+
+use crate::lock::{self, LOCK_FILE, Lock};
+use crate::plan::{Owner, Plan};
+use crate::spec::Spec;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Generated files the render produces but the repository lacks.
+    pub missing: Vec<String>,
+    /// Generated files whose content differs, with a unified diff each.
+    pub changed: Vec<Changed>,
+    /// Generated files of the last render that this render no longer produces.
+    pub unexpected: Vec<String>,
+    /// Problems with the lock file.
+    pub lock: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Changed {
+    pub path: String,
+    pub diff: String,
+}
+
+/// The lock file as found in a repository.
+pub enum LockState {
+    Missing,
+    Unreadable(String),
+    Found(Lock),
+}
+
+impl LockState {
+    pub fn read(dir: &Path) -> io::Result<LockState> {
+        match fs::read_to_string(dir.join(LOCK_FILE)) {
+            Ok(text) => Ok(match Lock::parse(&text) {
+                Ok(lock) => LockState::Found(lock),
+                Err(e) => LockState::Unreadable(e),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LockState::Missing),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn lock(&self) -> Option<&Lock> {
+        match self {
+            LockState::Found(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+/// Compare `dir` with `render`, the fresh render of `spec`.
+pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> io::Result<Report> {
+    let mut report = Report::default();
+    for f in render.files.iter().filter(|f| f.owner == Owner::Generated) {
+        match fs::read_to_string(dir.join(&f.path)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => report.missing.push(f.path.clone()),
+            Err(e) => return Err(e),
+            Ok(actual) if actual != f.content => {
+                let diff = TextDiff::from_lines(&actual, &f.content)
+                    .unified_diff()
+                    .context_radius(3)
+                    .header(&format!("a/{}", f.path), &format!("b/{} (rendered)", f.path))
+                    .to_string();
+                report.changed.push(Changed { path: f.path.clone(), diff });
+            }
+            Ok(_) => {}
+        }
+    }
+    match lock_state {
+        LockState::Missing => {
+            report.lock.push(format!("{LOCK_FILE} is missing: run `kubeless-trigger generate` to write it"))
+        }
+        LockState::Unreadable(e) => {
+            report.lock.push(format!("{LOCK_FILE} is hand-edited or corrupt ({e}): run `kubeless-trigger generate`"))
+        }
+        LockState::Found(lock) => {
+            let ours = env!("CARGO_PKG_VERSION");
+            if lock.tool_version != ours {
+                report.lock.push(format!(
+                    "{LOCK_FILE} was written by kubeless-trigger {}, this is {ours}: run `kubeless-trigger update`",
+                    lock.tool_version
+                ));
+            }
+            if lock.spec_hash != lock::spec_hash(spec) {
+                report.lock.push("trigger.yaml changed since the last render: run `kubeless-trigger generate`".into());
+            }
+            for f in render.files.iter().filter(|f| f.owner == Owner::Generated) {
+                match lock.get(&f.path) {
+                    Some(entry) if entry.hash == lock::hash(&f.content) => {}
+                    Some(_) => report.lock.push(format!("{LOCK_FILE} records a different render of {}", f.path)),
+                    None => report.lock.push(format!("{LOCK_FILE} does not list {}", f.path)),
+                }
+            }
+            for gone in lock.files.iter().filter(|l| l.owner == Owner::Generated) {
+                if render.get(&gone.path).is_none() && dir.join(&gone.path).exists() {
+                    report.unexpected.push(gone.path.clone());
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty() && self.changed.is_empty() && self.unexpected.is_empty() && self.lock.is_empty()
+    }
+
+    /// Diffs, then a summary; for people.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for c in &self.changed {
+            out.push_str(&c.diff);
+        }
+        if self.is_clean() {
+            out.push_str("ok: every generated file matches trigger.yaml\n");
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "drift: {} missing, {} changed, {} unexpected, {} lock problems",
+            self.missing.len(),
+            self.changed.len(),
+            self.unexpected.len(),
+            self.lock.len()
+        );
+        for p in &self.missing {
+            let _ = writeln!(out, "  missing:    {p}");
+        }
+        for c in &self.changed {
+            let _ = writeln!(out, "  changed:    {}", c.path);
+        }
+        for p in &self.unexpected {
+            let _ = writeln!(out, "  unexpected: {p} (no longer rendered)");
+        }
+        for p in &self.lock {
+            let _ = writeln!(out, "  lock:       {p}");
+        }
+        out.push_str("fix: run `kubeless-trigger generate` (generated files are not edited by hand)\n");
+        out
+    }
+
+    /// The whole report as JSON, for bots.
+    pub fn json(&self) -> String {
+        let value = serde_json::json!({
+            "clean": self.is_clean(),
+            "missing": self.missing,
+            "changed": self.changed,
+            "unexpected": self.unexpected,
+            "lock": self.lock,
+        });
+        serde_json::to_string_pretty(&value).expect("a report serializes")
+    }
+}
