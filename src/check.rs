@@ -12,6 +12,7 @@ use similar::TextDiff;
 
 use crate::lock::{self, LOCK_FILE, Lock};
 use crate::plan::{Owner, Plan};
+use crate::render;
 use crate::spec::Spec;
 
 #[derive(Debug, Default, Serialize)]
@@ -59,6 +60,29 @@ impl LockState {
     }
 }
 
+/// Whether the lock proves `dir` current without rendering: it was written by
+/// this version with these templates for this spec, and every generated file
+/// it lists is on disk with the recorded hash. Rendering is deterministic, so
+/// a fresh render would be byte-identical; any doubt means a full check.
+pub fn unchanged_since_lock(dir: &Path, spec: &Spec, lock_state: &LockState) -> io::Result<bool> {
+    let Some(lock) = lock_state.lock() else { return Ok(false) };
+    if lock.tool_version != env!("CARGO_PKG_VERSION")
+        || lock.templates_hash != render::templates_hash()
+        || lock.spec_hash != lock::spec_hash(spec)
+    {
+        return Ok(false);
+    }
+    for entry in lock.files.iter().filter(|f| f.owner == Owner::Generated) {
+        match fs::read_to_string(dir.join(&entry.path)) {
+            Ok(text) if lock::hash(&text) == entry.hash => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
 /// Compare `dir` with `render`, the fresh render of `spec`.
 pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> io::Result<Report> {
     let mut report = Report::default();
@@ -81,9 +105,9 @@ pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> 
         LockState::Missing => {
             report.lock.push(format!("{LOCK_FILE} is missing: run `kubeless-trigger generate` to write it"))
         }
-        LockState::Unreadable(e) => {
-            report.lock.push(format!("{LOCK_FILE} is hand-edited or corrupt ({e}): run `kubeless-trigger generate`"))
-        }
+        LockState::Unreadable(e) => report
+            .lock
+            .push(format!("{LOCK_FILE} is hand-edited or corrupt ({e}): run `kubeless-trigger generate`")),
         LockState::Found(lock) => {
             let ours = env!("CARGO_PKG_VERSION");
             if lock.tool_version != ours {
@@ -91,14 +115,22 @@ pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> 
                     "{LOCK_FILE} was written by kubeless-trigger {}, this is {ours}: run `kubeless-trigger update`",
                     lock.tool_version
                 ));
+            } else if lock.templates_hash != render::templates_hash() {
+                report.lock.push(format!(
+                    "{LOCK_FILE} was written by another build of kubeless-trigger {ours}: run `kubeless-trigger update`"
+                ));
             }
             if lock.spec_hash != lock::spec_hash(spec) {
-                report.lock.push("trigger.yaml changed since the last render: run `kubeless-trigger generate`".into());
+                report.lock.push(
+                    "trigger.yaml changed since the last render: run `kubeless-trigger generate`".into(),
+                );
             }
             for f in render.files.iter().filter(|f| f.owner == Owner::Generated) {
                 match lock.get(&f.path) {
                     Some(entry) if entry.hash == lock::hash(&f.content) => {}
-                    Some(_) => report.lock.push(format!("{LOCK_FILE} records a different render of {}", f.path)),
+                    Some(_) => {
+                        report.lock.push(format!("{LOCK_FILE} records a different render of {}", f.path))
+                    }
                     None => report.lock.push(format!("{LOCK_FILE} does not list {}", f.path)),
                 }
             }
@@ -114,7 +146,10 @@ pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> 
 
 impl Report {
     pub fn is_clean(&self) -> bool {
-        self.missing.is_empty() && self.changed.is_empty() && self.unexpected.is_empty() && self.lock.is_empty()
+        self.missing.is_empty()
+            && self.changed.is_empty()
+            && self.unexpected.is_empty()
+            && self.lock.is_empty()
     }
 
     /// Diffs, then a summary; for people.

@@ -58,13 +58,19 @@ pub enum Command {
         kubeless-trigger check\n  \
         kubeless-trigger check path/to/repo --format json\n\n\
         Exit status: 0 when every generated file matches, 1 on drift (a unified diff per\n\
-        file and a summary of missing, changed and unexpected files), 2 for usage or input errors.")]
+        file and a summary of missing, changed and unexpected files), 2 for usage or input errors.\n\n\
+        When .kubeless-trigger.lock was written by this version and templates for this spec\n\
+        and every generated file still has its recorded hash, the files are current without\n\
+        rendering (rendering is deterministic); anything else gets a full render and diff.")]
     Check {
         #[command(flatten)]
         repo: RepoArgs,
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Render and compare even when the lock proves the files current
+        #[arg(long)]
+        full: bool,
     },
     /// Bring a repository forward to this version's templates, merging your edits
     #[command(after_help = "Examples:\n  \

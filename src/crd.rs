@@ -20,6 +20,10 @@ const LABEL_SELECTOR: &str = include_str!("schemas/label_selector.json");
 /// Condition's schema (the items of `status.conditions`), from the same source.
 const CONDITION: &str = include_str!("schemas/condition.json");
 
+/// The fixtures, for the renderer's fingerprint.
+pub const FIXTURES: [(&str, &str); 2] =
+    [("schemas/label_selector.json", LABEL_SELECTOR), ("schemas/condition.json", CONDITION)];
+
 /// The CRD as YAML, byte-identical to `cargo run --bin crdgen` in the generated repo.
 pub fn yaml(model: &Model) -> String {
     serde_saphyr::to_string(&build(model)).expect("a CRD serializes to YAML")

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::plan::{Owner, Plan};
-use crate::render::GENERATED;
+use crate::render::{self, GENERATED};
 use crate::spec::Spec;
 
 /// Path of the lock file inside a generated repository.
@@ -18,6 +18,9 @@ pub const LOCK_FILE: &str = ".kubeless-trigger.lock";
 pub struct Lock {
     /// Version of kubeless-trigger that rendered the files.
     pub tool_version: String,
+    /// Hash of that version's templates: with `toolVersion` and `specHash`,
+    /// it identifies the render exactly (rendering is deterministic).
+    pub templates_hash: String,
     /// Hash of the spec the files were rendered from.
     pub spec_hash: String,
     /// Every rendered file, sorted by path.
@@ -54,6 +57,7 @@ impl Lock {
     pub fn of(plan: &Plan, spec: &Spec) -> Lock {
         Lock {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            templates_hash: render::templates_hash().to_owned(),
             spec_hash: spec_hash(spec),
             files: plan
                 .files

@@ -10,9 +10,9 @@ use std::path::Path;
 
 use kubeless_trigger::check::LockState;
 use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
-use kubeless_trigger::sync::Mode;
 use kubeless_trigger::error::{CliError, EXIT_OK};
-use kubeless_trigger::{apply, check, inputs, plan, presets, render, spec, sync};
+use kubeless_trigger::sync::Mode;
+use kubeless_trigger::{apply, check, inputs, presets, render, spec, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,7 +32,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::New(args) => new(&args)?,
         Command::Generate(repo) => sync(&repo, Mode::Generate)?,
         Command::Update(repo) => sync(&repo, Mode::Update)?,
-        Command::Check { repo, format } => check(&repo, format)?,
+        Command::Check { repo, format, full } => check(&repo, format, full)?,
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&spec::Spec::json_schema()).expect("schema serializes");
             writeln!(out, "{schema}")?;
@@ -49,10 +49,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A generated repository: its spec, a fresh render of it, and its lock.
+/// A generated repository: its spec and its lock.
 struct Repo {
     spec: spec::Spec,
-    render: plan::Plan,
     lock: LockState,
 }
 
@@ -66,17 +65,20 @@ fn open(dir: &Path) -> Result<Repo, CliError> {
         ))
     })?;
     let spec = spec::from_text(&text, &path.display().to_string())?;
-    let render = render::render(&spec)?;
     let lock = LockState::read(dir)?;
-    Ok(Repo { spec, render, lock })
+    Ok(Repo { spec, lock })
 }
 
-fn check(args: &RepoArgs, format: Format) -> Result<(), CliError> {
+fn check(args: &RepoArgs, format: Format, full: bool) -> Result<(), CliError> {
     if args.dry_run {
         return Err(CliError::Usage("check never writes; --dry-run does not apply".into()));
     }
     let repo = open(&args.dir)?;
-    let report = check::check(&args.dir, &repo.spec, &repo.render, &repo.lock)?;
+    let report = if !full && check::unchanged_since_lock(&args.dir, &repo.spec, &repo.lock)? {
+        check::Report::default()
+    } else {
+        check::check(&args.dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?
+    };
     match format {
         Format::Text => print!("{}", report.text()),
         Format::Json => println!("{}", report.json()),
@@ -94,7 +96,7 @@ fn sync(args: &RepoArgs, mode: Mode) -> Result<(), CliError> {
             kubeless_trigger::lock::LOCK_FILE
         )));
     }
-    let plan = sync::plan(&args.dir, &repo.spec, &repo.render, repo.lock.lock(), mode)?;
+    let plan = sync::plan(&args.dir, &repo.spec, &render::render(&repo.spec)?, repo.lock.lock(), mode)?;
     print!("{}", plan.table(args.dry_run));
     if args.dry_run {
         eprintln!("dry run: nothing written");

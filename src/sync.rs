@@ -101,7 +101,13 @@ pub fn plan(dir: &Path, spec: &Spec, render: &Plan, old: Option<&Lock>, mode: Mo
             Owner::Generated => generated(f, disk.as_deref()),
             Owner::Scaffolded => scaffolded(f, disk.as_deref(), last, mode),
         };
-        changes.push(Change { path: f.path.clone(), owner: f.owner, action, content, executable: f.executable });
+        changes.push(Change {
+            path: f.path.clone(),
+            owner: f.owner,
+            action,
+            content,
+            executable: f.executable,
+        });
         locked.push(entry);
     }
     // Files of the last render that this render no longer produces.
@@ -119,7 +125,13 @@ pub fn plan(dir: &Path, spec: &Spec, render: &Plan, old: Option<&Lock>, mode: Mo
             // Still listed, so `check` keeps reporting it until it is deleted.
             locked.push(gone.clone());
         }
-        changes.push(Change { path: gone.path.clone(), owner: gone.owner, action, content: None, executable: false });
+        changes.push(Change {
+            path: gone.path.clone(),
+            owner: gone.owner,
+            action,
+            content: None,
+            executable: false,
+        });
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     let spec_entry = render.files.iter().find(|f| f.path == SPEC_FILE).map(|f| {
@@ -132,7 +144,12 @@ pub fn plan(dir: &Path, spec: &Spec, render: &Plan, old: Option<&Lock>, mode: Mo
     });
     locked.extend(spec_entry);
     locked.sort_by(|a, b| a.path.cmp(&b.path));
-    let lock = Lock { tool_version: env!("CARGO_PKG_VERSION").to_owned(), spec_hash: lock::spec_hash(spec), files: locked };
+    let lock = Lock {
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        templates_hash: crate::render::templates_hash().to_owned(),
+        spec_hash: lock::spec_hash(spec),
+        files: locked,
+    };
     Ok(SyncPlan { changes, lock })
 }
 
@@ -196,8 +213,11 @@ impl SyncPlan {
 
     /// The table printed by `generate` and `update`.
     pub fn table(&self, all: bool) -> String {
-        let rows: Vec<&Change> =
-            self.changes.iter().filter(|c| all || !matches!(c.action, Action::Unchanged | Action::Kept)).collect();
+        let rows: Vec<&Change> = self
+            .changes
+            .iter()
+            .filter(|c| all || !matches!(c.action, Action::Unchanged | Action::Kept))
+            .collect();
         let mut out = format!("{:<13}  {:<10}  PATH\n", "ACTION", "OWNER");
         for c in &rows {
             out.push_str(&format!("{:<13}  {:<10}  {}\n", c.action.as_str(), c.owner.as_str(), c.path));

@@ -38,14 +38,18 @@ fn check(dir: &Path) -> assert_cmd::assert::Assert {
     cli().arg("check").arg(dir).assert()
 }
 
-const NEW_FIELD: &str =
-    "- name: maxInFlight\n  type: integer\n  default: 10\n  minimum: 1\n  description: Deliveries in flight at once.\n";
+const NEW_FIELD: &str = "- name: maxInFlight\n  type: integer\n  default: 10\n  minimum: 1\n  description: Deliveries in flight at once.\n";
 
 #[test]
 fn a_fresh_repository_checks_clean() {
     let (_tmp, dir) = repo();
     check(&dir).success().stdout(contains("ok:"));
-    cli().args(["check", "--format", "json"]).arg(&dir).assert().success().stdout(contains("\"clean\": true"));
+    cli()
+        .args(["check", "--format", "json"])
+        .arg(&dir)
+        .assert()
+        .success()
+        .stdout(contains("\"clean\": true"));
 }
 
 #[test]
@@ -58,7 +62,8 @@ fn a_hand_edit_to_a_generated_file_fails_check_and_generate_restores_it() {
         .stdout(contains("changed:    src/controller.rs"))
         .stdout(contains("-// hand edit"))
         .stderr(contains("drifted"));
-    let out = cli().args(["check", "--format", "json"]).arg(&dir).assert().code(1).get_output().stdout.clone();
+    let out =
+        cli().args(["check", "--format", "json"]).arg(&dir).assert().code(1).get_output().stdout.clone();
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(report["clean"], false);
     assert_eq!(report["changed"][0]["path"], "src/controller.rs");
@@ -125,7 +130,8 @@ fn removing_a_field_removes_it_everywhere() {
 fn files_the_spec_no_longer_produces_are_removed_unless_edited() {
     let (_tmp, dir) = repo();
     // A new API version moves the types; the old generated files go away.
-    let spec = read(&dir, "trigger.yaml").replace("association: selector", "version: v1\nassociation: selector");
+    let spec =
+        read(&dir, "trigger.yaml").replace("association: selector", "version: v1\nassociation: selector");
     fs::write(dir.join("trigger.yaml"), spec).unwrap();
     append(&dir, "src/apis/kubeless/v1beta1/function.rs", "// edited\n");
     cli()
@@ -192,7 +198,8 @@ fn update_merges_when_user_and_template_changed_different_parts() {
     let current = read(&dir, "README.md");
     let old = current.replace("## Use it", "## Usage");
     pretend_last_render(&dir, "README.md", &old);
-    let mine = old.replace("## Configuration", "## Configuration\n\nOur cluster sets FUNCTIONS_NAMESPACE=team-a.");
+    let mine =
+        old.replace("## Configuration", "## Configuration\n\nOur cluster sets FUNCTIONS_NAMESPACE=team-a.");
     fs::write(dir.join("README.md"), &mine).unwrap();
     cli().arg("update").arg(&dir).assert().success().stdout(contains("merged"));
     let merged = read(&dir, "README.md");
@@ -217,4 +224,17 @@ fn update_reports_a_conflict_when_both_changed_the_same_lines() {
         .stderr(contains("conflicts").and(contains("README.md")));
     let text = read(&dir, "README.md");
     assert!(text.contains("<<<<<<<") && text.contains("## How we use it") && text.contains("## Use it"));
+}
+
+#[test]
+fn a_lock_from_another_build_is_not_trusted() {
+    let (_tmp, dir) = repo();
+    let mut lock = Lock::parse(&read(&dir, LOCK_FILE)).unwrap();
+    lock.templates_hash = kubeless_trigger::lock::hash("other templates");
+    fs::write(dir.join(LOCK_FILE), lock.to_text()).unwrap();
+    check(&dir).code(1).stdout(contains("another build"));
+    cli().args(["check", "--full"]).arg(&dir).assert().code(1);
+    cli().arg("update").arg(&dir).assert().success();
+    check(&dir).success();
+    cli().args(["check", "--full"]).arg(&dir).assert().success();
 }

@@ -2,10 +2,8 @@
 
 use std::fmt;
 
-use jsonschema::error::ValidationErrorKind;
-
 use super::locate::Locations;
-use super::{Association, FieldType, Problem, ScalarType, Spec, validate};
+use super::{Problem, Spec, shape, validate};
 
 /// Why a spec could not be loaded: a list of problems, each with its key path
 /// and, when known, its line and column.
@@ -80,7 +78,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
         }
     };
     let locations = Locations::of(text);
-    let shape: Vec<Problem> = shape_problems(&value)
+    let shape: Vec<Problem> = shape::problems(&value)
         .into_iter()
         .map(|mut p| {
             p.location = locations.find(&p.path);
@@ -95,41 +93,6 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
     Ok(Parsed { spec, origin: origin.to_owned(), locations })
 }
 
-/// Check a document against the spec's JSON Schema: the same schema
-/// `kubeless-trigger schema` prints, so editors and this tool agree.
-pub fn shape_problems(value: &serde_json::Value) -> Vec<Problem> {
-    let schema = Spec::json_schema();
-    let validator = jsonschema::validator_for(&schema).expect("the spec schema is a valid JSON Schema");
-    let mut out: Vec<Problem> = validator
-        .iter_errors(value)
-        .flat_map(|e| {
-            let path = pointer_to_path(e.instance_path.as_str());
-            match &e.kind {
-                ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
-                    .iter()
-                    .map(|key| {
-                        let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                        Problem::new(
-                            at,
-                            format!("unknown key {key:?}; valid keys here: {}", known_keys(&schema, &path)),
-                        )
-                    })
-                    .collect(),
-                ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::Enum { .. } => {
-                    let message = match allowed_values(&path) {
-                        Some(allowed) => format!("{} is not one of: {}", e.instance, allowed.join(", ")),
-                        None => e.to_string(),
-                    };
-                    vec![Problem::new(path, message)]
-                }
-                _ => vec![Problem::new(path, e.to_string())],
-            }
-        })
-        .collect();
-    out.dedup();
-    out
-}
-
 /// The parser's first line, without the `error: line L column C:` prefix
 /// (the location is reported separately).
 fn syntax_message(text: &str) -> String {
@@ -139,41 +102,6 @@ fn syntax_message(text: &str) -> String {
         Some((position, message)) if position.contains("column") => message.to_owned(),
         _ => rest.to_owned(),
     }
-}
-
-/// The values a keyword-valued key accepts, for a readable message.
-fn allowed_values(path: &str) -> Option<Vec<&'static str>> {
-    let key = path.rsplit(['.', '[']).next()?;
-    Some(match key {
-        "type" => FieldType::ALL.iter().map(|t| t.as_str()).collect(),
-        "items" => ScalarType::ALL.iter().map(|t| t.as_str()).collect(),
-        "association" => Association::ALL.iter().map(|a| a.as_str()).collect(),
-        "ci" => vec!["travis"],
-        _ => return None,
-    })
-}
-
-/// `/fields/2/default` → `fields[2].default`.
-fn pointer_to_path(pointer: &str) -> String {
-    let mut out = String::new();
-    for seg in pointer.split('/').skip(1) {
-        let seg = seg.replace("~1", "/").replace("~0", "~");
-        if seg.bytes().all(|b| b.is_ascii_digit()) && !seg.is_empty() {
-            out.push_str(&format!("[{seg}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(&seg);
-        }
-    }
-    out
-}
-
-/// The keys the schema allows at `path` (top level or inside a field).
-fn known_keys(schema: &serde_json::Value, path: &str) -> String {
-    let props = if path.is_empty() { &schema["properties"] } else { &schema["$defs"]["Field"]["properties"] };
-    props.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default()
 }
 
 #[cfg(test)]

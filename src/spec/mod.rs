@@ -6,6 +6,7 @@
 
 mod load;
 mod locate;
+mod shape;
 pub mod validate;
 
 use schemars::JsonSchema;
