@@ -111,6 +111,9 @@ fn the_deployment_meets_the_restricted_pod_security_standard() {
             }
         }
         assert_eq!(pod["serviceAccountName"], of_kind(&docs, "ServiceAccount")[0]["metadata"]["name"]);
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(c["ports"][0]["containerPort"], 8080);
     }
 }
 

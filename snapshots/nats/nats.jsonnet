@@ -75,7 +75,10 @@ function(namespace='kubeless', image='kubeless/nats-trigger-controller:latest', 
       replicas: 1,
       selector: { matchLabels: labels },
       template: {
-        metadata: { labels: labels },
+        metadata: {
+          labels: labels,
+          annotations: { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '8080' },
+        },
         spec: {
           serviceAccountName: name,
           automountServiceAccountToken: true,
@@ -89,9 +92,13 @@ function(namespace='kubeless', image='kubeless/nats-trigger-controller:latest', 
             name: name,
             image: image,
             imagePullPolicy: 'IfNotPresent',
+            ports: [{ name: 'http', containerPort: 8080 }],
+            livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10 },
+            readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5 },
             env: [
               { name: 'KUBELESS_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
               { name: 'FUNCTIONS_NAMESPACE', value: functions_namespace },
+              { name: 'METRICS_PORT', value: '8080' },
               { name: 'RUST_LOG', value: 'info' },
             ],
             resources: {

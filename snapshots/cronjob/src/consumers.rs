@@ -3,21 +3,27 @@
 //! function). The controller tells [`Consumers::sync`] what should run; this
 //! module starts what is new, restarts what changed and stops what is gone,
 //! so a changed topic or selector never leaves an old consumer behind.
+//! Stopping a consumer cancels its source, then lets its deliveries in flight
+//! finish within a grace period.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::Recorder;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::apis::kubeless::v1beta1::TriggerSpec;
-use crate::invoker::{Event, Invoker};
-use crate::{Result, event_source};
+use crate::delivery::{DeliveryMode, FailureReporter, RetryPolicy, Sink, SinkOptions};
+use crate::event_source;
+use crate::invoker::Invoker;
+use crate::metrics::Metrics;
 
-/// How long a stopping consumer may take to finish before it is abandoned.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a cancelled source may take to return before it is aborted.
+const SOURCE_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Identifies one consumer: a trigger and one of its functions.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,30 +49,8 @@ pub struct ConsumerContext {
     pub group: String,
     /// The trigger's spec at the time the consumer started; a change restarts the consumer.
     pub spec: TriggerSpec,
-}
-
-/// Where a consumer hands its events: delivery to one function.
-#[derive(Clone, Debug)]
-pub struct Sink {
-    invoker: Invoker,
-    url: String,
-}
-
-impl Sink {
-    pub fn new(invoker: Invoker, url: String) -> Sink {
-        Sink { invoker, url }
-    }
-
-    /// The function's URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// Deliver one event to the function. Returns once the function answered
-    /// 2xx, or with the error; the source decides whether to acknowledge.
-    pub async fn deliver(&self, event: Event) -> Result<()> {
-        self.invoker.deliver(&self.url, &event).await
-    }
+    /// When events are acknowledged; sources without acknowledgements can ignore it.
+    pub delivery: DeliveryMode,
 }
 
 /// A consumer that should be running.
@@ -74,24 +58,41 @@ impl Sink {
 pub struct Desired {
     pub key: ConsumerKey,
     pub url: String,
+    pub delivery: DeliveryMode,
+    /// The trigger, for Kubernetes Events about failed deliveries.
+    pub trigger: ObjectReference,
+}
+
+/// How consumers deliver, shared by all of them.
+#[derive(Clone)]
+pub struct Runtime {
+    pub invoker: Invoker,
+    pub retry: RetryPolicy,
+    pub max_in_flight: usize,
+    /// How long deliveries in flight may finish when a consumer stops.
+    pub drain_grace: Duration,
+    pub metrics: Metrics,
+    /// Publishes delivery failures as Kubernetes Events (none in tests).
+    pub recorder: Option<Recorder>,
 }
 
 struct Running {
-    /// The spec and URL it was started with; any change means a restart.
+    /// The spec, URL and delivery mode it was started with; any change means a restart.
     fingerprint: String,
     cancel: CancellationToken,
     task: JoinHandle<()>,
+    sink: Sink,
 }
 
 /// The consumers of this controller.
 pub struct Consumers {
-    invoker: Invoker,
+    runtime: Runtime,
     running: Mutex<HashMap<ConsumerKey, Running>>,
 }
 
 impl Consumers {
-    pub fn new(invoker: Invoker) -> Consumers {
-        Consumers { invoker, running: Mutex::new(HashMap::new()) }
+    pub fn new(runtime: Runtime) -> Consumers {
+        Consumers { runtime, running: Mutex::new(HashMap::new()) }
     }
 
     /// Keys of the running consumers, sorted.
@@ -113,7 +114,7 @@ impl Consumers {
                 .filter(|(k, r)| {
                     k.namespace == namespace
                         && k.trigger == trigger
-                        && wanted.get(k).is_none_or(|d| fingerprint(&spec_json, &d.url) != r.fingerprint)
+                        && wanted.get(k).is_none_or(|d| fingerprint(&spec_json, d) != r.fingerprint)
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
@@ -126,12 +127,12 @@ impl Consumers {
                 if running.contains_key(&d.key) {
                     continue;
                 }
-                let started = self.start(d, spec.clone(), fingerprint(&spec_json, &d.url));
+                let started = self.start(d, spec.clone(), fingerprint(&spec_json, d));
                 running.insert(d.key.clone(), started);
             }
         }
         for (key, r) in stopping {
-            stop(&key, r).await;
+            self.stop(&key, r).await;
         }
     }
 
@@ -147,31 +148,51 @@ impl Consumers {
             keys.into_iter().filter_map(|k| running.remove(&k).map(|r| (k, r))).collect()
         };
         for (key, r) in stopping {
-            stop(&key, r).await;
+            self.stop(&key, r).await;
         }
     }
 
-    /// Stop everything (on shutdown).
-    pub async fn stop_all(&self) {
+    /// Stop everything (on shutdown): every source is cancelled at once, then
+    /// deliveries in flight get `grace` to finish.
+    pub async fn stop_all(&self, grace: Duration) {
         let stopping: Vec<(ConsumerKey, Running)> = self.lock().drain().collect();
-        for (key, r) in stopping {
-            stop(&key, r).await;
+        for (_, r) in &stopping {
+            r.cancel.cancel();
         }
+        let drains = stopping.into_iter().map(|(key, r)| async move {
+            stop_source(&key, r.task).await;
+            if !r.sink.drain(grace).await {
+                warn!(group = %key.group(), "deliveries still in flight after {grace:?}; abandoned");
+            }
+        });
+        futures::future::join_all(drains).await;
     }
 
     fn start(&self, d: &Desired, spec: TriggerSpec, fingerprint: String) -> Running {
+        let rt = &self.runtime;
+        let options = SinkOptions { retry: rt.retry, mode: d.delivery, max_in_flight: rt.max_in_flight };
+        let failures = rt.recorder.clone().map(|r| FailureReporter::new(r, d.trigger.clone()));
+        let sink = Sink::new(d.url.clone(), rt.invoker.clone(), options, rt.metrics.clone(), failures);
         let cancel = CancellationToken::new();
-        let context = ConsumerContext { key: d.key.clone(), group: d.key.group(), spec };
-        let sink = Sink::new(self.invoker.clone(), d.url.clone());
-        let token = cancel.clone();
-        let key = d.key.clone();
-        info!(group = %key.group(), url = %d.url, "starting consumer");
+        let context =
+            ConsumerContext { key: d.key.clone(), group: d.key.group(), spec, delivery: d.delivery };
+        let (key, token, source_sink) = (d.key.clone(), cancel.clone(), sink.clone());
+        info!(group = %key.group(), url = %d.url, delivery = %d.delivery, "starting consumer");
         let task = tokio::spawn(async move {
-            if let Err(e) = event_source::consume(context, sink, token).await {
+            if let Err(e) = event_source::consume(context, source_sink, token).await {
                 warn!(group = %key.group(), error = %e, "consumer stopped with an error");
             }
         });
-        Running { fingerprint, cancel, task }
+        Running { fingerprint, cancel, task, sink }
+    }
+
+    async fn stop(&self, key: &ConsumerKey, r: Running) {
+        info!(group = %key.group(), "stopping consumer");
+        r.cancel.cancel();
+        stop_source(key, r.task).await;
+        if !r.sink.drain(self.runtime.drain_grace).await {
+            warn!(group = %key.group(), "deliveries still in flight after {:?}; abandoned", self.runtime.drain_grace);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConsumerKey, Running>> {
@@ -180,16 +201,15 @@ impl Consumers {
     }
 }
 
-fn fingerprint(spec_json: &str, url: &str) -> String {
-    format!("{url} {spec_json}")
+fn fingerprint(spec_json: &str, d: &Desired) -> String {
+    format!("{} {} {spec_json}", d.url, d.delivery)
 }
 
-async fn stop(key: &ConsumerKey, r: Running) {
-    info!(group = %key.group(), "stopping consumer");
-    r.cancel.cancel();
-    let abort = r.task.abort_handle();
-    if tokio::time::timeout(STOP_GRACE, r.task).await.is_err() {
-        warn!(group = %key.group(), "consumer did not stop within {STOP_GRACE:?}; aborting it");
+/// Wait for a cancelled source to return; abort it after a grace period.
+async fn stop_source(key: &ConsumerKey, task: JoinHandle<()>) {
+    let abort = task.abort_handle();
+    if tokio::time::timeout(SOURCE_STOP_GRACE, task).await.is_err() {
+        warn!(group = %key.group(), "event source did not stop within {SOURCE_STOP_GRACE:?}; aborting it");
         abort.abort();
     }
 }

@@ -10,10 +10,12 @@
 //! 1. connect to CronJob using the trigger's settings in `ctx.spec`;
 //! 2. subscribe using `ctx.group` as the consumer/queue group name, so several
 //!    controller replicas share the events instead of each delivering them;
-//! 3. for every message call `sink.deliver(Event::new(body).with_topic(..))`;
-//!    acknowledge the message only after `deliver` returned `Ok` if the source
-//!    supports acknowledgements (at-least-once), or before (at-most-once);
-//! 4. return when `shutdown` is cancelled.
+//! 3. for every message call `sink.send(Event::new(body).with_topic(..).with_ack(..))`;
+//!    `send` waits while too many deliveries are in flight (back-pressure), and
+//!    the runtime calls the acknowledgement after delivery (`at-least-once`,
+//!    the default) or on receipt (`at-most-once`, see `ctx.delivery`): commit
+//!    the offset or ack the message there;
+//! 4. return when `shutdown` is cancelled; deliveries in flight are drained for you.
 //!
 //! Until then this skeleton connects to nothing, delivers nothing, and waits
 //! quietly for cancellation, so the controller runs safely without it.
@@ -21,7 +23,8 @@
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::consumers::{ConsumerContext, Sink};
+use crate::consumers::ConsumerContext;
+use crate::delivery::Sink;
 
 /// Errors a consumer may end with; they are logged by the runtime.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::delivery::{DeliveryMode, RetryPolicy};
 use crate::{Error, Result};
 
 /// Settings read once at start-up. Every variable is optional.
@@ -11,8 +12,21 @@ pub struct Config {
     /// `FUNCTIONS_NAMESPACE`: watch triggers and functions in this namespace
     /// only (the originals' `functions-namespace`); empty or unset: all namespaces.
     pub namespace: Option<String>,
-    /// `REQUEST_TIMEOUT_SECONDS`: how long one delivery to a function may take (default 30).
+    /// `REQUEST_TIMEOUT_SECONDS`: how long one delivery attempt may take (default 30).
     pub request_timeout: Duration,
+    /// `MAX_RETRIES` (default 3) and `RETRY_BACKOFF_MILLISECONDS` (first pause,
+    /// default 200, doubled per attempt with jitter, at most 30 s): retries of
+    /// connection errors, timeouts and 5xx answers. 4xx answers are not retried.
+    pub retry: RetryPolicy,
+    /// `MAX_IN_FLIGHT`: deliveries running at once per (trigger, function) (default 16).
+    pub max_in_flight: usize,
+    /// `DELIVERY`: `at-least-once` (default) or `at-most-once`, for triggers
+    /// without a `kubeless.io/delivery` annotation.
+    pub delivery: DeliveryMode,
+    /// `METRICS_PORT`: port of `/healthz`, `/readyz` and `/metrics` (default 8080; 0 disables).
+    pub metrics_port: u16,
+    /// `SHUTDOWN_GRACE_SECONDS`: how long in-flight deliveries may finish on shutdown (default 30).
+    pub shutdown_grace: Duration,
     /// `REQUEUE_SECONDS`: how often a healthy trigger is re-checked (default 300).
     pub requeue: Duration,
 }
@@ -22,6 +36,11 @@ impl Default for Config {
         Config {
             namespace: None,
             request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            max_in_flight: 16,
+            delivery: DeliveryMode::AtLeastOnce,
+            metrics_port: 8080,
+            shutdown_grace: Duration::from_secs(30),
             requeue: Duration::from_secs(300),
         }
     }
@@ -35,22 +54,39 @@ impl Config {
 
     /// Read settings through `lookup`, so tests need not touch the environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config> {
-        let defaults = Config::default();
-        let seconds = |key: &str, default: Duration| -> Result<Duration> {
-            match lookup(key).filter(|v| !v.trim().is_empty()) {
+        let d = Config::default();
+        let get = |key: &str| lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let number = |key: &str, default: u64, min: u64| -> Result<u64> {
+            match get(key) {
                 None => Ok(default),
-                Some(v) => match v.trim().parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if n >= min => Ok(n),
                     _ => {
-                        Err(Error::Config(format!("{key}={v:?}: expected a whole number of seconds above 0")))
+                        Err(Error::Config(format!("{key}={v:?}: expected a whole number of at least {min}")))
                     }
                 },
             }
         };
+        let delivery = match get("DELIVERY") {
+            None => d.delivery,
+            Some(v) => v.parse().map_err(|e| Error::Config(format!("DELIVERY={v:?}: {e}")))?,
+        };
         Ok(Config {
-            namespace: lookup("FUNCTIONS_NAMESPACE").filter(|v| !v.trim().is_empty()),
-            request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", defaults.request_timeout)?,
-            requeue: seconds("REQUEUE_SECONDS", defaults.requeue)?,
+            namespace: get("FUNCTIONS_NAMESPACE"),
+            request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECONDS", 30, 1)?),
+            retry: RetryPolicy {
+                max_retries: u32::try_from(number("MAX_RETRIES", d.retry.max_retries.into(), 0)?)
+                    .map_err(|_| Error::Config("MAX_RETRIES is too large".into()))?,
+                base: Duration::from_millis(number("RETRY_BACKOFF_MILLISECONDS", 200, 1)?),
+                ..d.retry
+            },
+            max_in_flight: usize::try_from(number("MAX_IN_FLIGHT", 16, 1)?)
+                .map_err(|_| Error::Config("MAX_IN_FLIGHT is too large".into()))?,
+            delivery,
+            metrics_port: u16::try_from(number("METRICS_PORT", 8080, 0)?)
+                .map_err(|_| Error::Config("METRICS_PORT must be at most 65535".into()))?,
+            shutdown_grace: Duration::from_secs(number("SHUTDOWN_GRACE_SECONDS", 30, 0)?),
+            requeue: Duration::from_secs(number("REQUEUE_SECONDS", 300, 1)?),
         })
     }
 }
@@ -69,12 +105,20 @@ mod tests {
         let config = Config::from_lookup(|k| match k {
             "FUNCTIONS_NAMESPACE" => Some("team-a".into()),
             "REQUEST_TIMEOUT_SECONDS" => Some("5".into()),
+            "MAX_RETRIES" => Some("0".into()),
+            "MAX_IN_FLIGHT" => Some("2".into()),
+            "DELIVERY" => Some("at-most-once".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(config.namespace.as_deref(), Some("team-a"));
         assert_eq!(config.request_timeout, Duration::from_secs(5));
-        let err = Config::from_lookup(|k| (k == "REQUEUE_SECONDS").then(|| "soon".into())).unwrap_err();
-        assert!(err.to_string().contains("REQUEUE_SECONDS"), "{err}");
+        assert_eq!(config.retry.max_retries, 0);
+        assert_eq!(config.max_in_flight, 2);
+        assert_eq!(config.delivery, DeliveryMode::AtMostOnce);
+        for (key, bad) in [("REQUEUE_SECONDS", "soon"), ("MAX_IN_FLIGHT", "0"), ("DELIVERY", "twice")] {
+            let err = Config::from_lookup(|k| (k == key).then(|| bad.to_owned())).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 }

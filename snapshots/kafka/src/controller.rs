@@ -3,6 +3,7 @@
 //! keeps a finalizer on every trigger, and keeps one consumer running per
 //! (trigger, matching function).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +20,16 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::apis::kubeless::v1beta1::{Function, Trigger, TriggerStatus};
 use crate::config::Config;
-use crate::consumers::{ConsumerKey, Consumers, Desired};
+use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime};
+use crate::delivery::DeliveryMode;
 use crate::invoker::{Invoker, function_url};
+use crate::metrics::Metrics;
+use crate::server::{self, Health};
 use crate::{Error, Result};
 
 /// The finalizer this controller puts on every trigger, spelled as Kubeless did.
@@ -33,6 +38,8 @@ pub const FINALIZER: &str = "kubeless.io/kafkatrigger";
 pub const MANAGER: &str = "kafka-trigger-controller";
 /// How soon a failed reconcile is retried.
 const RETRY: Duration = Duration::from_secs(30);
+/// Annotation that chooses a trigger's delivery mode (`at-least-once` or `at-most-once`).
+pub const DELIVERY_ANNOTATION: &str = "kubeless.io/delivery";
 
 /// How a trigger names its functions.
 #[derive(Clone, Copy, Debug)]
@@ -60,18 +67,29 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub consumers: Consumers,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
     pub config: Config,
 }
 
 impl Context {
     pub fn new(client: Client, config: Config) -> Context {
         let recorder = Recorder::new(client.clone(), Reporter::from(MANAGER));
-        let consumers = Consumers::new(Invoker::new(config.request_timeout));
-        Context { client, recorder, consumers, config }
+        let metrics = Metrics::new();
+        let consumers = Consumers::new(Runtime {
+            invoker: Invoker::new(config.request_timeout),
+            retry: config.retry,
+            max_in_flight: config.max_in_flight,
+            drain_grace: config.shutdown_grace,
+            metrics: metrics.clone(),
+            recorder: Some(recorder.clone()),
+        });
+        Context { client, recorder, consumers, metrics, health: Arc::new(Health::default()), config }
     }
 }
 
-/// Run the controller until SIGTERM or SIGINT, then stop every consumer.
+/// Run the controller until SIGTERM or SIGINT, then stop every consumer and
+/// let deliveries in flight finish within the shutdown grace period.
 pub async fn run(client: Client, config: Config) -> Result<()> {
     let (triggers, functions): (Api<Trigger>, Api<Function>) = match &config.namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
@@ -81,6 +99,17 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
     triggers.list(&ListParams::default().limit(1)).await.map_err(Error::Kube)?;
 
     let ctx = Arc::new(Context::new(client, config));
+    let stop_server = CancellationToken::new();
+    if ctx.config.metrics_port != 0 {
+        let addr = SocketAddr::from(([0, 0, 0, 0], ctx.config.metrics_port));
+        let serving = server::serve(addr, ctx.health.clone(), ctx.metrics.clone(), stop_server.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                warn!(error = %e, "health and metrics server failed");
+            }
+        });
+    }
+    ctx.health.set_ready(true);
     let controller = Controller::new(triggers, watcher::Config::default().any_semantic());
     let store = controller.store();
     controller
@@ -94,7 +123,10 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
             }
         })
         .await;
-    ctx.consumers.stop_all().await;
+    ctx.health.set_ready(false);
+    info!(grace = ?ctx.config.shutdown_grace, "shutting down: stopping consumers, draining deliveries");
+    ctx.consumers.stop_all(ctx.config.shutdown_grace).await;
+    stop_server.cancel();
     Ok(())
 }
 
@@ -131,7 +163,7 @@ pub fn error_policy(trigger: Arc<Trigger>, error: &Error, _ctx: Arc<Context>) ->
 async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
     let ns = trigger.namespace().ok_or(Error::MissingNamespace)?;
     let name = trigger.name_any();
-    let result = desired_consumers(&trigger, &ns, &ctx.client).await;
+    let result = desired_consumers(&trigger, &ns, &ctx.client, ctx.config.delivery).await;
     let (desired, condition) = match &result {
         Ok(desired) => {
             (desired.clone(), ready_condition(&trigger, "True", "Delivering", &ready_message(desired)))
@@ -165,9 +197,25 @@ async fn cleanup(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// The delivery mode of a trigger: its annotation, else the controller's default.
+pub fn delivery_mode(trigger: &Trigger, default: DeliveryMode) -> Result<DeliveryMode> {
+    match trigger.annotations().get(DELIVERY_ANNOTATION) {
+        None => Ok(default),
+        Some(value) => value
+            .parse()
+            .map_err(|e| Error::Config(format!("annotation {DELIVERY_ANNOTATION}={value:?}: {e}"))),
+    }
+}
+
 /// The consumers a trigger should have: one per matching function, each
 /// with the URL of the function's Service.
-pub async fn desired_consumers(trigger: &Trigger, ns: &str, client: &Client) -> Result<Vec<Desired>> {
+pub async fn desired_consumers(
+    trigger: &Trigger,
+    ns: &str,
+    client: &Client,
+    default_delivery: DeliveryMode,
+) -> Result<Vec<Desired>> {
+    let delivery = delivery_mode(trigger, default_delivery)?;
     let functions = matching_functions(trigger, ns, client).await?;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let mut desired = Vec::with_capacity(functions.len());
@@ -177,6 +225,8 @@ pub async fn desired_consumers(trigger: &Trigger, ns: &str, client: &Client) -> 
         desired.push(Desired {
             url: function_url(&fname, ns, port),
             key: ConsumerKey { namespace: ns.to_owned(), trigger: trigger.name_any(), function: fname },
+            delivery,
+            trigger: trigger.object_ref(&()),
         });
     }
     Ok(desired)
@@ -282,6 +332,10 @@ mod tests {
         t
     }
 
+    fn wanted(key: ConsumerKey, url: &str) -> Desired {
+        Desired { key, url: url.into(), delivery: DeliveryMode::AtLeastOnce, trigger: Default::default() }
+    }
+
     fn finalized(mut t: Trigger) -> Trigger {
         t.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
         t
@@ -370,7 +424,7 @@ mod tests {
         let keys = ctx.consumers.keys();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].group(), "default.orders.hello");
-        ctx.consumers.stop_all().await;
+        ctx.consumers.stop_all(Duration::from_secs(1)).await;
     }
 
     #[tokio::test]
@@ -416,7 +470,7 @@ mod tests {
         let (ctx, mut api) = mock_context();
         let key =
             ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
-        let desired = vec![Desired { key, url: "http://127.0.0.1:9".into() }];
+        let desired = vec![wanted(key, "http://127.0.0.1:9")];
         ctx.consumers.sync("default", "orders", &spec(), desired).await;
         assert_eq!(ctx.consumers.keys().len(), 1);
 
@@ -440,13 +494,24 @@ mod tests {
         let (ctx, _api) = mock_context();
         let key =
             ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
-        let desired = vec![Desired { key: key.clone(), url: "http://127.0.0.1:9".into() }];
+        let desired = vec![wanted(key.clone(), "http://127.0.0.1:9")];
         ctx.consumers.sync("default", "orders", &spec(), desired.clone()).await;
-        let moved = vec![Desired { key: key.clone(), url: "http://127.0.0.1:10".into() }];
+        let moved = vec![wanted(key.clone(), "http://127.0.0.1:10")];
         ctx.consumers.sync("default", "orders", &spec(), moved).await;
         assert_eq!(ctx.consumers.keys(), vec![key]);
         ctx.consumers.sync("default", "orders", &spec(), Vec::new()).await;
         assert!(ctx.consumers.keys().is_empty());
+    }
+
+    #[test]
+    fn the_delivery_annotation_overrides_the_default() {
+        let mut t = trigger();
+        assert_eq!(delivery_mode(&t, DeliveryMode::AtLeastOnce).unwrap(), DeliveryMode::AtLeastOnce);
+        t.metadata.annotations = Some([(DELIVERY_ANNOTATION.to_owned(), "at-most-once".to_owned())].into());
+        assert_eq!(delivery_mode(&t, DeliveryMode::AtLeastOnce).unwrap(), DeliveryMode::AtMostOnce);
+        t.metadata.annotations = Some([(DELIVERY_ANNOTATION.to_owned(), "sometimes".to_owned())].into());
+        let err = delivery_mode(&t, DeliveryMode::AtLeastOnce).unwrap_err();
+        assert_eq!(err.reason(), "InvalidConfiguration");
     }
 
     #[test]

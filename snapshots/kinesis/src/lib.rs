@@ -3,17 +3,22 @@
 //!
 //! - [`apis`]: the custom resource types (`kinesistriggers.kubeless.io`) and the Kubeless `Function`.
 //! - [`controller`]: watches triggers and functions, keeps one consumer per (trigger, function).
-//! - [`consumers`]: starts, restarts and stops consumers; the [`consumers::Sink`] they deliver to.
+//! - [`consumers`]: starts, restarts and stops consumers.
+//! - [`delivery`]: the [`delivery::Sink`] consumers hand events to: bounded, retried, acknowledged.
 //! - [`invoker`]: POSTs events to functions with the Kubeless event headers.
+//! - [`metrics`], [`server`]: Prometheus metrics, `/healthz`, `/readyz`, `/metrics`.
 //! - [`event_source`]: the kinesis consumer itself (yours to write).
 
 pub mod apis;
 pub mod config;
 pub mod consumers;
 pub mod controller;
+pub mod delivery;
 pub mod error;
 pub mod event_source;
 pub mod invoker;
+pub mod metrics;
+pub mod server;
 
 pub use error::{Error, Result};
 

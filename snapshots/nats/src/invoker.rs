@@ -15,26 +15,6 @@ use crate::{Error, Result};
 /// `event-namespace`: which kind of trigger sent the event.
 pub const EVENT_NAMESPACE: &str = "natstriggers.kubeless.io";
 
-/// One event from the source, as the function will receive it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Event {
-    /// The request body, passed through unchanged.
-    pub body: Bytes,
-    /// Topic (subject, stream, ...) the event came from; sent as `event-topic`.
-    pub topic: Option<String>,
-}
-
-impl Event {
-    pub fn new(body: impl Into<Bytes>) -> Event {
-        Event { body: body.into(), topic: None }
-    }
-
-    pub fn with_topic(mut self, topic: impl Into<String>) -> Event {
-        self.topic = Some(topic.into());
-        self
-    }
-}
-
 /// `http://<function>.<namespace>.svc.cluster.local:<port>`, as Kubeless triggers call functions.
 pub fn function_url(function: &str, namespace: &str, port: u16) -> String {
     format!("http://{function}.{namespace}.svc.cluster.local:{port}")
@@ -47,10 +27,9 @@ pub fn user_agent() -> String {
 
 /// `application/json` when the body is a JSON object, else form-urlencoded (the Kubeless rule).
 pub fn content_type(body: &[u8]) -> &'static str {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(_)) => "application/json",
-        _ => "application/x-www-form-urlencoded",
-    }
+    let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+    if object { "application/json" } else { "application/x-www-form-urlencoded" }
 }
 
 /// A random, unique event id: 16 random bytes in hex.
@@ -82,9 +61,14 @@ impl Invoker {
         Invoker { http: Client::builder(TokioExecutor::new()).build_http(), timeout }
     }
 
-    /// The request for one delivery, with every Kubeless header.
-    pub fn request(&self, url: &str, event: &Event) -> Result<http::Request<Full<Bytes>>> {
-        let content_type = content_type(&event.body);
+    /// The request for one delivery attempt, with every Kubeless header.
+    pub fn request(
+        &self,
+        url: &str,
+        body: &Bytes,
+        topic: Option<&str>,
+    ) -> Result<http::Request<Full<Bytes>>> {
+        let content_type = content_type(body);
         let mut builder = http::Request::post(url)
             .header("event-id", event_id())
             .header("event-time", event_time())
@@ -92,17 +76,16 @@ impl Invoker {
             .header("event-type", content_type)
             .header(http::header::CONTENT_TYPE, content_type)
             .header(http::header::USER_AGENT, user_agent());
-        if let Some(topic) = &event.topic {
+        if let Some(topic) = topic {
             builder = builder.header("event-topic", topic);
         }
-        builder
-            .body(Full::new(event.body.clone()))
-            .map_err(|source| Error::Request { url: url.to_owned(), source })
+        builder.body(Full::new(body.clone())).map_err(|source| Error::Request { url: url.to_owned(), source })
     }
 
-    /// Deliver one event; any 2xx answer is success.
-    pub async fn deliver(&self, url: &str, event: &Event) -> Result<()> {
-        let request = self.request(url, event)?;
+    /// One delivery attempt; any 2xx answer is success. Retries are the
+    /// caller's ([`crate::delivery::Sink`]).
+    pub async fn deliver(&self, url: &str, body: &Bytes, topic: Option<&str>) -> Result<()> {
+        let request = self.request(url, body, topic)?;
         let response = tokio::time::timeout(self.timeout, self.http.request(request))
             .await
             .map_err(|_| Error::Timeout { url: url.to_owned(), timeout: self.timeout })?
@@ -170,8 +153,8 @@ mod tests {
     async fn json_event_carries_every_kubeless_header() {
         let (url, function) = one_shot_function("200 OK").await;
         let invoker = Invoker::new(Duration::from_secs(5));
-        let event = Event::new(r#"{"payload":"hello"}"#).with_topic("orders");
-        invoker.deliver(&url, &event).await.expect("delivered");
+        let body = Bytes::from_static(br#"{"payload":"hello"}"#);
+        invoker.deliver(&url, &body, Some("orders")).await.expect("delivered");
         let got = function.await.expect("function task");
 
         assert_eq!(got.request_line, "POST / HTTP/1.1");
@@ -191,7 +174,7 @@ mod tests {
     async fn plain_body_is_form_encoded_and_has_no_topic() {
         let (url, function) = one_shot_function("204 No Content").await;
         Invoker::new(Duration::from_secs(5))
-            .deliver(&url, &Event::new("hello"))
+            .deliver(&url, &Bytes::from_static(b"hello"), None)
             .await
             .expect("204 is success");
         let got = function.await.expect("function task");
@@ -203,7 +186,7 @@ mod tests {
     #[tokio::test]
     async fn error_status_is_an_error() {
         let (url, function) = one_shot_function("500 Internal Server Error").await;
-        let err = Invoker::new(Duration::from_secs(5)).deliver(&url, &Event::new("x")).await.unwrap_err();
+        let err = Invoker::new(Duration::from_secs(5)).deliver(&url, &Bytes::new(), None).await.unwrap_err();
         assert!(
             matches!(err, Error::Status { status, .. } if status == http::StatusCode::INTERNAL_SERVER_ERROR)
         );
@@ -215,7 +198,8 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let hold = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
-        let err = Invoker::new(Duration::from_millis(200)).deliver(&url, &Event::new("x")).await.unwrap_err();
+        let err =
+            Invoker::new(Duration::from_millis(200)).deliver(&url, &Bytes::new(), None).await.unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         drop(hold);
     }
@@ -226,6 +210,8 @@ mod tests {
         assert_eq!(content_type(br#"{"a":1}"#), "application/json");
         assert_eq!(content_type(b"[1,2]"), "application/x-www-form-urlencoded");
         assert_eq!(content_type(b"a=b"), "application/x-www-form-urlencoded");
+        assert_eq!(content_type(b" {\"a\": [1, {}]} "), "application/json");
+        assert_eq!(content_type(b"{not json"), "application/x-www-form-urlencoded");
         assert_ne!(event_id(), event_id());
     }
 }
