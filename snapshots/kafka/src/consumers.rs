@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -88,11 +89,17 @@ struct Running {
 pub struct Consumers {
     runtime: Runtime,
     running: Mutex<HashMap<ConsumerKey, Running>>,
+    started: AtomicU64,
 }
 
 impl Consumers {
     pub fn new(runtime: Runtime) -> Consumers {
-        Consumers { runtime, running: Mutex::new(HashMap::new()) }
+        Consumers { runtime, running: Mutex::new(HashMap::new()), started: AtomicU64::new(0) }
+    }
+
+    /// How many consumers were started so far (restarts included).
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// Keys of the running consumers, sorted.
@@ -169,6 +176,7 @@ impl Consumers {
     }
 
     fn start(&self, d: &Desired, spec: TriggerSpec, fingerprint: String) -> Running {
+        self.started.fetch_add(1, Ordering::Relaxed);
         let rt = &self.runtime;
         let options = SinkOptions { retry: rt.retry, mode: d.delivery, max_in_flight: rt.max_in_flight };
         let failures = rt.recorder.clone().map(|r| FailureReporter::new(r, d.trigger.clone()));

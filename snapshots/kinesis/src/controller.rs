@@ -369,12 +369,41 @@ mod tests {
         })
     }
 
-    /// Answer the requests that list the trigger's functions with `hello`.
-    async fn expect_function_lookup(api: &mut ApiServer) {
+    /// Answer the request that looks up the trigger's functions: `hello`, or none.
+    async fn expect_function_lookup_of(api: &mut ApiServer, found: bool) {
         let (req, send) = api.next_request().await.expect("function lookup");
         assert_eq!(req.method(), Method::GET);
         assert_eq!(req.uri().path(), "/apis/kubeless.io/v1beta1/namespaces/default/functions/hello");
-        send.send_response(respond(&function("hello")));
+        if found {
+            send.send_response(respond(&function("hello")));
+        } else {
+            send.send_response(not_found("functions", "hello"));
+        }
+    }
+
+    async fn expect_function_lookup(api: &mut ApiServer) {
+        expect_function_lookup_of(api, true).await;
+    }
+
+    fn not_found(resource: &str, name: &str) -> Response<Body> {
+        let status = json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
+            "message": format!("{resource} \"{name}\" not found")
+        });
+        Response::builder()
+            .status(404)
+            .body(Body::from(serde_json::to_vec(&status).expect("json")))
+            .expect("response")
+    }
+
+    /// Answer the status patch and hand back its body.
+    async fn expect_status_patch(api: &mut ApiServer) -> Value {
+        let (req, send) = api.next_request().await.expect("status patch");
+        assert_eq!(req.method(), Method::PATCH);
+        assert_eq!(req.uri().path(), format!("{TRIGGERS_PATH}/orders/status"));
+        let body = body_of(req).await;
+        send.send_response(respond(&serde_json::to_value(finalized(trigger())).expect("json")));
+        body
     }
 
     #[tokio::test]
@@ -431,18 +460,7 @@ mod tests {
         let server = tokio::spawn(async move {
             expect_function_lookup(&mut api).await;
             let (_, send) = api.next_request().await.expect("service lookup");
-            send.send_response(
-                Response::builder()
-                    .status(404)
-                    .body(Body::from(
-                        serde_json::to_vec(&json!({
-                            "apiVersion": "v1", "kind": "Status", "status": "Failure",
-                            "reason": "NotFound", "code": 404, "message": "services \"hello\" not found"
-                        }))
-                        .expect("json"),
-                    ))
-                    .expect("response"),
-            );
+            send.send_response(not_found("services", "hello"));
             let (req, send) = api.next_request().await.expect("status patch");
             let body = body_of(req).await;
             assert_eq!(body["status"]["conditions"][0]["status"], "False");
@@ -460,6 +478,31 @@ mod tests {
         let err = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
         assert!(ctx.consumers.keys().is_empty());
+        tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+    }
+
+    #[tokio::test]
+    async fn a_function_that_appears_gets_a_consumer_and_one_that_goes_away_loses_it() {
+        let (ctx, mut api) = mock_context();
+        let server = tokio::spawn(async move {
+            expect_function_lookup_of(&mut api, false).await;
+            let body = expect_status_patch(&mut api).await;
+            assert_eq!(body["status"]["conditions"][0]["message"], "no function matches the trigger yet");
+            expect_function_lookup_of(&mut api, true).await;
+            let (_, send) = api.next_request().await.expect("service lookup");
+            send.send_response(respond(&service("hello", 8080)));
+            expect_status_patch(&mut api).await;
+            expect_function_lookup_of(&mut api, false).await;
+            let body = expect_status_patch(&mut api).await;
+            assert_eq!(body["status"]["functions"], Value::Null, "no function any more");
+        });
+        let t = Arc::new(finalized(trigger()));
+        reconcile(t.clone(), ctx.clone()).await.expect("no function yet");
+        assert!(ctx.consumers.keys().is_empty());
+        reconcile(t.clone(), ctx.clone()).await.expect("the function appeared");
+        assert_eq!(ctx.consumers.keys().len(), 1);
+        reconcile(t, ctx.clone()).await.expect("the function went away");
+        assert!(ctx.consumers.keys().is_empty(), "its consumer stopped");
         tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
     }
 
@@ -494,10 +537,18 @@ mod tests {
             ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
         let desired = vec![wanted(key.clone(), "http://127.0.0.1:9")];
         ctx.consumers.sync("default", "orders", &spec(), desired.clone()).await;
+        ctx.consumers.sync("default", "orders", &spec(), desired.clone()).await;
+        assert_eq!(ctx.consumers.started(), 1, "an unchanged trigger keeps its consumer");
+
+        let mut changed = spec();
+        changed.function_name.push_str("-v2");
+        ctx.consumers.sync("default", "orders", &changed, desired).await;
+        assert_eq!(ctx.consumers.started(), 2, "a changed spec restarts the consumer");
         let moved = vec![wanted(key.clone(), "http://127.0.0.1:10")];
-        ctx.consumers.sync("default", "orders", &spec(), moved).await;
+        ctx.consumers.sync("default", "orders", &changed, moved).await;
+        assert_eq!(ctx.consumers.started(), 3, "a moved function restarts the consumer");
         assert_eq!(ctx.consumers.keys(), vec![key]);
-        ctx.consumers.sync("default", "orders", &spec(), Vec::new()).await;
+        ctx.consumers.sync("default", "orders", &changed, Vec::new()).await;
         assert!(ctx.consumers.keys().is_empty());
     }
 
