@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::Uri;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use tokio::sync::Semaphore;
@@ -187,6 +188,8 @@ pub struct Sink {
 
 struct Inner {
     url: String,
+    /// `url`, parsed once; `None` when it is not a valid URI (every delivery then fails).
+    uri: Option<Uri>,
     invoker: Invoker,
     retry: RetryPolicy,
     mode: DeliveryMode,
@@ -215,6 +218,7 @@ impl Sink {
     ) -> Sink {
         Sink {
             inner: Arc::new(Inner {
+                uri: url.parse().ok(),
                 url,
                 invoker,
                 retry: options.retry,
@@ -286,10 +290,15 @@ impl Sink {
 
 impl Inner {
     async fn deliver(&self, body: &Bytes, topic: Option<&str>) -> Outcome {
+        let Some(uri) = &self.uri else {
+            warn!(url = %self.url, "not a valid function URL; dropping the event");
+            self.metrics.failed.inc();
+            return Outcome::Failed;
+        };
         let started = Instant::now();
         let mut retry = 0;
         loop {
-            match self.invoker.deliver(&self.url, body, topic).await {
+            match self.invoker.deliver(uri, body, topic).await {
                 Ok(()) => {
                     self.metrics.delivered.inc();
                     self.metrics.latency.observe(started.elapsed().as_secs_f64());

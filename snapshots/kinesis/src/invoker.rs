@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderValue, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -40,7 +41,13 @@ pub fn event_id() -> String {
         let nanos = k8s_openapi::jiff::Timestamp::now().as_nanosecond();
         bytes = nanos.to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    id
 }
 
 /// The current time in UTC, formatted as the Go originals did
@@ -54,44 +61,49 @@ pub fn event_time() -> String {
 pub struct Invoker {
     http: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    user_agent: HeaderValue,
 }
 
 impl Invoker {
     pub fn new(timeout: Duration) -> Invoker {
-        Invoker { http: Client::builder(TokioExecutor::new()).build_http(), timeout }
+        let user_agent = HeaderValue::from_str(&user_agent())
+            .unwrap_or_else(|_| HeaderValue::from_static("kubeless-trigger-controller"));
+        Invoker { http: Client::builder(TokioExecutor::new()).build_http(), timeout, user_agent }
     }
 
     /// The request for one delivery attempt, with every Kubeless header.
     pub fn request(
         &self,
-        url: &str,
+        url: &Uri,
         body: &Bytes,
         topic: Option<&str>,
     ) -> Result<http::Request<Full<Bytes>>> {
-        let content_type = content_type(body);
-        let mut builder = http::Request::post(url)
+        let content_type = HeaderValue::from_static(content_type(body));
+        let mut builder = http::Request::post(url.clone())
             .header("event-id", event_id())
             .header("event-time", event_time())
-            .header("event-namespace", EVENT_NAMESPACE)
-            .header("event-type", content_type)
+            .header("event-namespace", HeaderValue::from_static(EVENT_NAMESPACE))
+            .header("event-type", content_type.clone())
             .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::USER_AGENT, user_agent());
+            .header(http::header::USER_AGENT, self.user_agent.clone());
         if let Some(topic) = topic {
             builder = builder.header("event-topic", topic);
         }
-        builder.body(Full::new(body.clone())).map_err(|source| Error::Request { url: url.to_owned(), source })
+        builder
+            .body(Full::new(body.clone()))
+            .map_err(|source| Error::Request { url: url.to_string(), source })
     }
 
     /// One delivery attempt; any 2xx answer is success. Retries are the
     /// caller's ([`crate::delivery::Sink`]).
-    pub async fn deliver(&self, url: &str, body: &Bytes, topic: Option<&str>) -> Result<()> {
+    pub async fn deliver(&self, url: &Uri, body: &Bytes, topic: Option<&str>) -> Result<()> {
         let request = self.request(url, body, topic)?;
         let response = tokio::time::timeout(self.timeout, self.http.request(request))
             .await
-            .map_err(|_| Error::Timeout { url: url.to_owned(), timeout: self.timeout })?
-            .map_err(|source| Error::Transport { url: url.to_owned(), source })?;
+            .map_err(|_| Error::Timeout { url: url.to_string(), timeout: self.timeout })?
+            .map_err(|source| Error::Transport { url: url.to_string(), source })?;
         let status = response.status();
-        if status.is_success() { Ok(()) } else { Err(Error::Status { url: url.to_owned(), status }) }
+        if status.is_success() { Ok(()) } else { Err(Error::Status { url: url.to_string(), status }) }
     }
 }
 
@@ -154,7 +166,7 @@ mod tests {
         let (url, function) = one_shot_function("200 OK").await;
         let invoker = Invoker::new(Duration::from_secs(5));
         let body = Bytes::from_static(br#"{"payload":"hello"}"#);
-        invoker.deliver(&url, &body, Some("orders")).await.expect("delivered");
+        invoker.deliver(&url.parse().expect("uri"), &body, Some("orders")).await.expect("delivered");
         let got = function.await.expect("function task");
 
         assert_eq!(got.request_line, "POST / HTTP/1.1");
@@ -174,7 +186,7 @@ mod tests {
     async fn plain_body_is_form_encoded_and_has_no_topic() {
         let (url, function) = one_shot_function("204 No Content").await;
         Invoker::new(Duration::from_secs(5))
-            .deliver(&url, &Bytes::from_static(b"hello"), None)
+            .deliver(&url.parse().expect("uri"), &Bytes::from_static(b"hello"), None)
             .await
             .expect("204 is success");
         let got = function.await.expect("function task");
@@ -186,7 +198,8 @@ mod tests {
     #[tokio::test]
     async fn error_status_is_an_error() {
         let (url, function) = one_shot_function("500 Internal Server Error").await;
-        let err = Invoker::new(Duration::from_secs(5)).deliver(&url, &Bytes::new(), None).await.unwrap_err();
+        let uri = url.parse().expect("uri");
+        let err = Invoker::new(Duration::from_secs(5)).deliver(&uri, &Bytes::new(), None).await.unwrap_err();
         assert!(
             matches!(err, Error::Status { status, .. } if status == http::StatusCode::INTERNAL_SERVER_ERROR)
         );
@@ -198,8 +211,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let hold = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+        let uri = url.parse().expect("uri");
         let err =
-            Invoker::new(Duration::from_millis(200)).deliver(&url, &Bytes::new(), None).await.unwrap_err();
+            Invoker::new(Duration::from_millis(200)).deliver(&uri, &Bytes::new(), None).await.unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         drop(hold);
     }
