@@ -35,17 +35,19 @@ pub struct PlannedFile {
 
 impl PlannedFile {
     /// The owner is read from the file's own header, the one place a reader
-    /// of the generated repository sees it too.
+    /// of the generated repository sees it too (see [`has_one_header`]).
     pub fn new(path: String, content: String) -> PlannedFile {
         let head: String = content.lines().take(6).collect::<Vec<_>>().join("\n");
         let owner = if head.contains(GENERATED) { Owner::Generated } else { Owner::Scaffolded };
-        debug_assert!(
-            head.contains(GENERATED) != head.contains(SCAFFOLDED),
-            "{path} must carry exactly one ownership header"
-        );
         let executable = content.starts_with("#!");
         PlannedFile { path, content, owner, executable }
     }
+}
+
+/// Whether `content` declares exactly one owner in its first lines.
+pub fn has_one_header(content: &str) -> bool {
+    let head: String = content.lines().take(6).collect::<Vec<_>>().join("\n");
+    head.contains(GENERATED) != head.contains(SCAFFOLDED)
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -7,7 +7,7 @@ use tera::{Context, Tera};
 
 use crate::lock::{LOCK_FILE, Lock};
 use crate::model::Model;
-use crate::plan::{Plan, PlannedFile};
+use crate::plan::{Plan, PlannedFile, has_one_header};
 use crate::spec::Spec;
 use crate::{crd, model};
 
@@ -69,6 +69,13 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
 
     let mut files = Vec::new();
     for (name, text) in render_templates(&ctx)? {
+        if !has_one_header(&text) {
+            return Err(RenderError::Template {
+                template: name,
+                message: "the output must start with exactly one of the `generated` or `scaffolded` headers"
+                    .into(),
+            });
+        }
         files.push(PlannedFile::new(output_path(name.trim_end_matches(".tera"), &model), text));
     }
     files.push(PlannedFile::new(

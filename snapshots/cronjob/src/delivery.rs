@@ -500,6 +500,48 @@ mod tests {
         assert_eq!(acks.try_recv(), Ok(Outcome::Delivered));
     }
 
+    #[tokio::test]
+    async fn a_final_failure_is_published_as_a_kubernetes_event_at_most_once_a_minute() {
+        use kube::client::Body;
+        let f = function(vec![400], false).await;
+        let (service, mut api) = tower_test::mock::pair::<http::Request<Body>, http::Response<Body>>();
+        let recorder = Recorder::new(kube::Client::new(service, "default"), "test".into());
+        let trigger = ObjectReference {
+            kind: Some("Trigger".into()),
+            name: Some("orders".into()),
+            namespace: Some("default".into()),
+            ..ObjectReference::default()
+        };
+        let options =
+            SinkOptions { retry: RetryPolicy::default(), mode: DeliveryMode::AtLeastOnce, max_in_flight: 1 };
+        let failures = FailureReporter::new(recorder, trigger);
+        let sink = Sink::new(
+            f.url.clone(),
+            Invoker::new(Duration::from_secs(2)),
+            options,
+            Metrics::new(),
+            Some(failures),
+        );
+        let server = tokio::spawn(async move {
+            let (req, send) = api.next_request().await.expect("an Event");
+            assert_eq!(req.method(), http::Method::POST);
+            assert_eq!(req.uri().path(), "/apis/events.k8s.io/v1/namespaces/default/events");
+            let bytes = req.into_body().collect_bytes().await.expect("body");
+            let event: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+            assert_eq!(event["type"], "Warning");
+            assert_eq!(event["reason"], "DeliveryFailed");
+            assert!(event["note"].as_str().unwrap_or_default().contains("400"), "{event}");
+            send.send_response(http::Response::new(Body::from(bytes.to_vec())));
+            api
+        });
+        assert_eq!(sink.deliver(Event::new("x")).await, Outcome::Failed);
+        let mut api =
+            tokio::time::timeout(Duration::from_secs(2), server).await.expect("event").expect("asserts");
+        assert_eq!(sink.deliver(Event::new("y")).await, Outcome::Failed);
+        let second = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(second.is_err(), "a second failure within a minute publishes nothing");
+    }
+
     #[test]
     fn backoff_grows_exponentially_with_jitter_and_a_cap() {
         let policy =
