@@ -92,3 +92,43 @@ fn declining_the_confirmation_writes_nothing() {
     p.exp_eof().expect("exits");
     assert!(!tmp.path().join("out").exists());
 }
+
+#[test]
+fn a_custom_source_starts_empty_and_takes_an_enum_field() {
+    let tmp = TempDir::new().unwrap();
+    let mut p = start(&["new", "mqtt", "-o", "out"], tmp.path());
+    answer(&mut p, "Kind", "");
+    answer(&mut p, "API group", "");
+    answer(&mut p, "API version", "");
+    p.exp_string("How does a trigger name its functions?").expect("association prompt");
+    p.send(DOWN).expect("down to functionName");
+    p.send_line("").expect("select");
+    confirm(&mut p, "Add a spec field?", "y");
+    answer(&mut p, "Field name", "qos");
+    p.exp_string("Type").expect("type prompt");
+    p.send(&DOWN.repeat(4)).expect("down to enum");
+    p.send_line("").expect("select enum");
+    answer(&mut p, "Values", "at-most-once, at-least-once");
+    confirm(&mut p, "Required?", "n");
+    // A default outside the values is refused and asked again.
+    answer(&mut p, "Default", "twice");
+    p.exp_string("expected one of").expect("reason shown");
+    p.send_line("\u{15}at-least-once").expect("retype");
+    answer(&mut p, "Description", "Quality of service.");
+    confirm(&mut p, "Add another spec field?", "n");
+    p.exp_string("MQTTTrigger").expect("derived kind");
+    p.exp_string("functionName").expect("association shown");
+    confirm(&mut p, "Write the repository?", "y");
+    p.exp_eof().expect("exits");
+
+    let spec = fs::read_to_string(tmp.path().join("out/trigger.yaml")).unwrap();
+    assert!(spec.contains("association: function"), "{spec}");
+    assert!(
+        spec.contains("type: enum")
+            && spec.contains("- at-most-once")
+            && spec.contains("default: at-least-once"),
+        "{spec}"
+    );
+    let types = fs::read_to_string(tmp.path().join("out/src/apis/kubeless/v1beta1/mqtt_trigger.rs")).unwrap();
+    assert!(types.contains("pub enum MQTTTriggerQos") && types.contains("AtLeastOnce"), "{types}");
+}
