@@ -21,6 +21,9 @@ use crate::spec::Association;
         kubeless-trigger new nats --defaults           # no questions: the preset as is\n  \
         kubeless-trigger new --spec trigger.yaml -o x  # scripted: the whole spec from a file\n  \
         kubeless-trigger new mqtt --dry-run            # list the files, write nothing\n  \
+        kubeless-trigger check                         # in a generated repo: exit 1 on drift\n  \
+        kubeless-trigger generate                      # after editing trigger.yaml\n  \
+        kubeless-trigger update                        # after upgrading kubeless-trigger\n  \
         kubeless-trigger schema > trigger.schema.json  # JSON Schema for editors\n\n\
         Exit status: 0 success, 1 failure, 2 usage or input error.",
     arg_required_else_help = true
