@@ -66,8 +66,9 @@ pub enum Command {
         and every generated file still has its recorded hash, the files are current without\n\
         rendering (rendering is deterministic); anything else gets a full render and diff.")]
     Check {
-        #[command(flatten)]
-        repo: RepoArgs,
+        /// The generated repository (the directory holding trigger.yaml)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,

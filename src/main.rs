@@ -2,11 +2,10 @@
 //! map errors to exit codes.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-
-use std::path::Path;
 
 use kubeless_trigger::check::LockState;
 use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
@@ -32,7 +31,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::New(args) => new(&args)?,
         Command::Generate(repo) => sync(&repo, Mode::Generate)?,
         Command::Update(repo) => sync(&repo, Mode::Update)?,
-        Command::Check { repo, format, full } => check(&repo, format, full)?,
+        Command::Check { dir, format, full } => check(&dir, format, full)?,
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&spec::Spec::json_schema()).expect("schema serializes");
             writeln!(out, "{schema}")?;
@@ -69,15 +68,12 @@ fn open(dir: &Path) -> Result<Repo, CliError> {
     Ok(Repo { spec, lock })
 }
 
-fn check(args: &RepoArgs, format: Format, full: bool) -> Result<(), CliError> {
-    if args.dry_run {
-        return Err(CliError::Usage("check never writes; --dry-run does not apply".into()));
-    }
-    let repo = open(&args.dir)?;
-    let report = if !full && check::unchanged_since_lock(&args.dir, &repo.spec, &repo.lock)? {
+fn check(dir: &Path, format: Format, full: bool) -> Result<(), CliError> {
+    let repo = open(dir)?;
+    let report = if !full && check::unchanged_since_lock(dir, &repo.spec, &repo.lock)? {
         check::Report::default()
     } else {
-        check::check(&args.dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?
+        check::check(dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?
     };
     match format {
         Format::Text => print!("{}", report.text()),
