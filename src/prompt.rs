@@ -6,6 +6,7 @@ use dialoguer::{Confirm, Input, Select};
 
 use crate::error::CliError;
 use crate::names::Names;
+use crate::presets;
 use crate::spec::{self, Association, Field, FieldType, ScalarType, Spec};
 
 /// Ask for everything, starting from `start` (a preset or an empty spec),
@@ -15,10 +16,17 @@ pub fn run(start: Spec) -> Result<Spec, CliError> {
     let theme: &dyn Theme = if color_enabled() { &colorful } else { &SimpleTheme };
     let mut spec = start;
 
-    if spec.source.is_empty() {
-        spec.source = ask(theme, "Event source name (e.g. nats, kafka, mqtt)", None, |s| {
-            spec::validate::check_dns_label(s)
-        })?;
+    if let Err(why) = spec::validate::check_dns_label(&spec.source) {
+        if !spec.source.is_empty() {
+            eprintln!("{why}");
+        }
+        spec.source =
+            ask(theme, "Event source name (e.g. nats, kafka, mqtt)", None, spec::validate::check_dns_label)?;
+        if let Some(preset) = presets::find(&spec.source).filter(|_| spec.fields.is_empty()) {
+            spec.fields = preset.fields;
+            spec.description = preset.description;
+            spec.association = preset.association;
+        }
     }
     let derived = Names::derive(&Spec { kind: None, ..spec.clone() });
     let kind = ask(theme, "Kind", Some(spec.kind.clone().unwrap_or(derived.kind.clone())), |s| {
