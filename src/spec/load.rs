@@ -86,7 +86,20 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
         })
         .collect();
     if !shape.is_empty() {
-        return Err(fail(shape));
+        // Report the meaning problems too when only typos stood in the way.
+        let mut problems = shape;
+        let pruned = shape::without_unknown_keys(&value);
+        if shape::problems(&pruned).is_empty()
+            && let Ok(spec) = serde_json::from_value::<Spec>(pruned)
+        {
+            for mut p in validate(&spec) {
+                if !problems.iter().any(|q| q.path == p.path) {
+                    p.location = locations.find(&p.path);
+                    problems.push(p);
+                }
+            }
+        }
+        return Err(fail(problems));
     }
     let spec: Spec =
         serde_json::from_value(value).map_err(|e| fail(vec![Problem::new("", e.to_string())]))?;
@@ -115,6 +128,15 @@ mod tests {
         let paths: Vec<_> = err.problems.iter().map(|p| (p.path.as_str(), p.location)).collect();
         assert!(paths.contains(&("feilds", Some((4, 9)))), "{paths:?}");
         assert!(paths.iter().any(|(p, l)| *p == "image" && *l == Some((5, 8))), "{paths:?}");
+    }
+
+    #[test]
+    fn typos_do_not_hide_meaning_errors() {
+        let text = "formatVersion: 1\nsource: nats\ngroup: nodot\nassociation: selector\nfeilds: []\n";
+        let err = from_text(text, "t.yaml").unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["feilds", "group"], "{err}");
+        assert_eq!(err.problems[1].location, Some((3, 8)));
     }
 
     #[test]

@@ -141,6 +141,39 @@ fn object(map: &Map<String, Value>, node: &Value, path: &str, out: &mut Vec<Prob
     }
 }
 
+/// Remove the keys the schema does not know (typos), so the rest of a
+/// document can still be read and checked for meaning.
+pub fn without_unknown_keys(value: &Value) -> Value {
+    let mut value = value.clone();
+    prune(&mut value, schema());
+    value
+}
+
+fn prune(value: &mut Value, node: &Value) {
+    let node = resolve(node);
+    match value {
+        Value::Object(map) => {
+            let Some(properties) = node.get("properties").and_then(Value::as_object) else { return };
+            if node.get("additionalProperties") == Some(&Value::Bool(false)) {
+                map.retain(|key, _| properties.contains_key(key));
+            }
+            for (key, child) in map.iter_mut() {
+                if let Some(child_schema) = properties.get(key) {
+                    prune(child, child_schema);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = node.get("items") {
+                for item in items {
+                    prune(item, item_schema);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// The values a keyword-valued key accepts, for a readable message.
 fn allowed_values(path: &str) -> Option<Vec<&'static str>> {
     let key = path.rsplit(['.', '[']).next()?;
