@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::plan::{Owner, Plan};
+use crate::plan::{Owner, Plan, PlannedFile};
 use crate::render::{self, GENERATED};
 use crate::spec::Spec;
 
@@ -52,24 +52,33 @@ pub fn spec_hash(spec: &Spec) -> String {
     hash(&serde_json::to_string(spec).expect("a spec serializes"))
 }
 
+impl LockedFile {
+    /// The entry for a file as rendered.
+    pub fn of(file: &PlannedFile) -> LockedFile {
+        LockedFile {
+            path: file.path.clone(),
+            owner: file.owner,
+            hash: hash(&file.content),
+            base: (file.owner == Owner::Scaffolded).then(|| file.content.clone()),
+        }
+    }
+}
+
 impl Lock {
-    /// The lock for a fresh render of `spec`.
-    pub fn of(plan: &Plan, spec: &Spec) -> Lock {
+    /// A lock written by this version of the tool for `spec`, listing `files`.
+    pub fn new(spec: &Spec, mut files: Vec<LockedFile>) -> Lock {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         Lock {
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
             templates_hash: render::templates_hash().to_owned(),
             spec_hash: spec_hash(spec),
-            files: plan
-                .files
-                .iter()
-                .map(|f| LockedFile {
-                    path: f.path.clone(),
-                    owner: f.owner,
-                    hash: hash(&f.content),
-                    base: (f.owner == Owner::Scaffolded).then(|| f.content.clone()),
-                })
-                .collect(),
+            files,
         }
+    }
+
+    /// The lock for a fresh render of `spec`.
+    pub fn of(plan: &Plan, spec: &Spec) -> Lock {
+        Lock::new(spec, plan.files.iter().map(LockedFile::of).collect())
     }
 
     pub fn get(&self, path: &str) -> Option<&LockedFile> {

@@ -134,32 +134,13 @@ pub fn plan(dir: &Path, spec: &Spec, render: &Plan, old: Option<&Lock>, mode: Mo
         });
     }
     changes.sort_by(|a, b| a.path.cmp(&b.path));
-    let spec_entry = render.files.iter().find(|f| f.path == SPEC_FILE).map(|f| {
-        old.and_then(|l| l.get(SPEC_FILE)).cloned().unwrap_or_else(|| LockedFile {
-            path: SPEC_FILE.to_owned(),
-            owner: f.owner,
-            hash: lock::hash(&f.content),
-            base: Some(f.content.clone()),
-        })
-    });
+    let spec_entry = render
+        .files
+        .iter()
+        .find(|f| f.path == SPEC_FILE)
+        .map(|f| old.and_then(|l| l.get(SPEC_FILE)).cloned().unwrap_or_else(|| LockedFile::of(f)));
     locked.extend(spec_entry);
-    locked.sort_by(|a, b| a.path.cmp(&b.path));
-    let lock = Lock {
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        templates_hash: crate::render::templates_hash().to_owned(),
-        spec_hash: lock::spec_hash(spec),
-        files: locked,
-    };
-    Ok(SyncPlan { changes, lock })
-}
-
-fn entry(f: &PlannedFile, rendered: &str) -> LockedFile {
-    LockedFile {
-        path: f.path.clone(),
-        owner: f.owner,
-        hash: lock::hash(rendered),
-        base: (f.owner == Owner::Scaffolded).then(|| rendered.to_owned()),
-    }
+    Ok(SyncPlan { changes, lock: Lock::new(spec, locked) })
 }
 
 fn generated(f: &PlannedFile, disk: Option<&str>) -> (Action, Option<String>, LockedFile) {
@@ -169,7 +150,7 @@ fn generated(f: &PlannedFile, disk: Option<&str>) -> (Action, Option<String>, Lo
         Some(_) => Action::Updated,
     };
     let content = (action != Action::Unchanged).then(|| f.content.clone());
-    (action, content, entry(f, &f.content))
+    (action, content, LockedFile::of(f))
 }
 
 fn scaffolded(
@@ -178,28 +159,28 @@ fn scaffolded(
     last: Option<&LockedFile>,
     mode: Mode,
 ) -> (Action, Option<String>, LockedFile) {
-    let keep = |last: Option<&LockedFile>| last.cloned().unwrap_or_else(|| entry(f, &f.content));
+    let keep = |last: Option<&LockedFile>| last.cloned().unwrap_or_else(|| LockedFile::of(f));
     match (disk, last) {
         // A template new since the last render: write it.
-        (None, None) => (Action::Created, Some(f.content.clone()), entry(f, &f.content)),
+        (None, None) => (Action::Created, Some(f.content.clone()), LockedFile::of(f)),
         // Deleted by the user: stays deleted.
         (None, Some(l)) => (Action::Kept, None, l.clone()),
         (Some(_), _) if mode == Mode::Generate => (Action::Kept, None, keep(last)),
         (Some(d), None) => {
             let action = if d == f.content { Action::Unchanged } else { Action::Kept };
-            (action, None, entry(f, &f.content))
+            (action, None, LockedFile::of(f))
         }
         (Some(d), Some(l)) => {
             let base = l.base.clone().unwrap_or_default();
             if base == f.content {
                 (if d == f.content { Action::Unchanged } else { Action::Kept }, None, l.clone())
             } else if lock::hash(d) == l.hash {
-                (Action::Updated, Some(f.content.clone()), entry(f, &f.content))
+                (Action::Updated, Some(f.content.clone()), LockedFile::of(f))
             } else {
                 match diffy::merge(&base, d, &f.content) {
-                    Ok(merged) if merged == d => (Action::Unchanged, None, entry(f, &f.content)),
-                    Ok(merged) => (Action::Merged, Some(merged), entry(f, &f.content)),
-                    Err(with_markers) => (Action::Conflict, Some(with_markers), entry(f, &f.content)),
+                    Ok(merged) if merged == d => (Action::Unchanged, None, LockedFile::of(f)),
+                    Ok(merged) => (Action::Merged, Some(merged), LockedFile::of(f)),
+                    Err(with_markers) => (Action::Conflict, Some(with_markers), LockedFile::of(f)),
                 }
             }
         }
