@@ -24,6 +24,8 @@ pub struct Model {
     pub association_field: &'static str,
     /// Description of the association field.
     pub association_description: &'static str,
+    /// The association field in Rust.
+    pub association_rust: AssociationRust,
     pub fields: Vec<FieldModel>,
     pub enums: Vec<EnumModel>,
     pub columns: Vec<Column>,
@@ -38,6 +40,17 @@ pub struct Model {
     /// generation) and keeps it valid, for the update end-to-end test.
     pub update_patch: String,
     pub ci: &'static str,
+}
+
+/// How the association field is spelled in the generated Rust.
+#[derive(Debug, Serialize)]
+pub struct AssociationRust {
+    /// `function_selector` or `function_name`.
+    pub field: &'static str,
+    /// `LabelSelector` or `String`.
+    pub ty: &'static str,
+    /// The `controller::FunctionRef` variant: `Selector` or `Name`.
+    pub variant: &'static str,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -135,6 +148,14 @@ impl Model {
                 }
                 Association::Function => {
                     "Name of the function, in the trigger's namespace, that receives every event."
+                }
+            },
+            association_rust: match spec.association {
+                Association::Selector => {
+                    AssociationRust { field: "function_selector", ty: "LabelSelector", variant: "Selector" }
+                }
+                Association::Function => {
+                    AssociationRust { field: "function_name", ty: "String", variant: "Name" }
                 }
             },
             ci: "travis",
