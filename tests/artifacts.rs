@@ -184,3 +184,63 @@ fn travis_has_the_four_jobs_and_uses_targets_and_scripts_that_exist() {
         }
     }
 }
+
+/// The words that start commands in the bats tests' bodies.
+fn bats_commands(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for entry in fs::read_dir(dir.join("tests")).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "bats") {
+            for line in fs::read_to_string(&path).unwrap().lines().filter(|l| l.starts_with("  ")) {
+                let word = line.split_whitespace().next().unwrap_or_default();
+                if word.starts_with(|c: char| c.is_ascii_lowercase())
+                    && word
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                {
+                    out.insert(word.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn bats_tests_call_only_what_libtest_and_the_examples_define() {
+    for dir in snapshots() {
+        // Every helper resolves once libtest.bash is loaded, as bats loads it.
+        let commands: Vec<String> = bats_commands(&dir)
+            .into_iter()
+            .filter(|c| !["run", "skip", "if", "fi", "then"].contains(&c.as_str()))
+            .collect();
+        let script = format!(
+            "source script/libtest.bash && for c in {}; do type \"$c\" >/dev/null 2>&1 || echo \"undefined: $c\"; done",
+            commands.join(" ")
+        );
+        let out = Command::new("bash").current_dir(&dir).arg("-c").arg(&script).output().expect("bash");
+        let undefined = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && undefined.trim().is_empty(), "{}: {undefined}", dir.display());
+
+        // Every example a test deploys or verifies has its Makefile targets.
+        let targets = make_targets(&fs::read_to_string(dir.join("examples/Makefile")).unwrap());
+        for entry in fs::read_dir(dir.join("tests")).unwrap().flatten() {
+            let text = fs::read_to_string(entry.path()).unwrap();
+            for line in text.lines() {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if let [helper, example, ..] = words.as_slice() {
+                    let wanted = match *helper {
+                        "deploy_example" => example.to_string(),
+                        "verify_example" => format!("{example}-verify"),
+                        _ => continue,
+                    };
+                    assert!(
+                        targets.contains(&wanted),
+                        "{}: examples/Makefile lacks `{wanted}`",
+                        dir.display()
+                    );
+                }
+            }
+        }
+    }
+}
