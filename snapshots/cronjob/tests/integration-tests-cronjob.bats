@@ -23,6 +23,8 @@ load ../script/libtest
   if ! event_source_implemented; then
     skip "src/event_source.rs is still the skeleton: implement it to deliver events"
   fi
+  # One token for both make runs: publish sends it, publish-verify looks for it.
+  export TOKEN="e2e-$(date +%s%N)"
   deploy_example publish
   verify_example publish
 }
