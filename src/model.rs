@@ -40,6 +40,65 @@ pub struct Model {
     /// generation) and keeps it valid, for the update end-to-end test.
     pub update_patch: String,
     pub ci: &'static str,
+    /// Which `src/event_source.rs` to scaffold: a built-in consumer (`nats`) or `skeleton`.
+    pub event_source: &'static str,
+    /// Extra `[dependencies]` lines the event source needs.
+    pub source_dependencies: Vec<&'static str>,
+    /// Extra environment variables of the controller's container (and README rows).
+    pub source_env: Vec<EnvVar>,
+    /// Recipes of `examples/Makefile` that depend on the event source.
+    pub example: ExampleRecipes,
+}
+
+/// Make recipe lines (one command each) for the examples.
+#[derive(Debug, Serialize)]
+pub struct ExampleRecipes {
+    /// Deploy what the source reads from.
+    pub source: Vec<String>,
+    pub source_verify: Vec<String>,
+    /// Publish one event with `$(TOKEN)` in its payload.
+    pub publish: Vec<String>,
+}
+
+impl ExampleRecipes {
+    fn for_source(built_in: Option<&str>, source: &str, topic: &str) -> ExampleRecipes {
+        let lines = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+        match built_in {
+            Some("nats") => ExampleRecipes {
+                source: lines(&[
+                    "$(KUBECTL) create namespace nats-io --dry-run=client -o yaml | $(KUBECTL) apply -f -",
+                    "$(KUBECTL) -n nats-io get deployment nats >/dev/null 2>&1 || $(KUBECTL) -n nats-io create deployment nats --image=docker.io/library/nats:2.10-alpine --port=4222",
+                    "$(KUBECTL) -n nats-io get service nats >/dev/null 2>&1 || $(KUBECTL) -n nats-io expose deployment nats --port=4222",
+                ]),
+                source_verify: lines(&["$(KUBECTL) -n nats-io rollout status deployment/nats --timeout=$(TIMEOUT)"]),
+                publish: vec![format!(
+                    "$(KUBECTL) -n nats-io run nats-pub-$(TOKEN) --rm -i --restart=Never --image=docker.io/natsio/nats-box:0.14.5 -- nats pub -s nats://nats:4222 {topic} '{{\"payload\":\"$(TOKEN)\"}}'"
+                )],
+            },
+            _ => ExampleRecipes {
+                source: lines(&["@echo \"nothing to deploy for the event-source skeleton\""]),
+                source_verify: lines(&["@true"]),
+                publish: vec![format!(
+                    "@echo \"examples/Makefile: write the publish recipe for {source}: send {{\\\"payload\\\": \\\"$(TOKEN)\\\"}} to the trigger's source\" >&2; exit 1"
+                )],
+            },
+        }
+    }
+}
+
+/// An environment variable of the controller.
+#[derive(Debug, Serialize)]
+pub struct EnvVar {
+    pub name: &'static str,
+    pub value: &'static str,
+    pub description: &'static str,
+}
+
+/// The built-in event source for a spec, if one fits it: today NATS, for a
+/// `nats` source whose spec has the preset's required string `topic`.
+fn built_in_source(spec: &Spec) -> Option<&'static str> {
+    let has_topic = spec.fields.iter().any(|f| f.name == "topic" && f.ty == FieldType::String && f.required);
+    (spec.source == "nats" && has_topic).then_some("nats")
 }
 
 /// How the association field is spelled in the generated Rust.
@@ -159,6 +218,22 @@ impl Model {
                 }
             },
             ci: "travis",
+            event_source: built_in_source(spec).unwrap_or("skeleton"),
+            source_dependencies: match built_in_source(spec) {
+                Some("nats") => {
+                    vec![r#"async-nats = { version = "0.51", default-features = false, features = ["ring"] }"#]
+                }
+                _ => Vec::new(),
+            },
+            example: ExampleRecipes::for_source(built_in_source(spec), &spec.source, "example-topic"),
+            source_env: match built_in_source(spec) {
+                Some("nats") => vec![EnvVar {
+                    name: "NATS_URL",
+                    value: "nats://nats.nats-io.svc.cluster.local:4222",
+                    description: "NATS server the consumers connect to",
+                }],
+                _ => Vec::new(),
+            },
             names,
             description,
             fields,

@@ -99,6 +99,7 @@ function(namespace='kubeless', image='kubeless/nats-trigger-controller:latest', 
               { name: 'KUBELESS_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
               { name: 'FUNCTIONS_NAMESPACE', value: functions_namespace },
               { name: 'METRICS_PORT', value: '8080' },
+              { name: 'NATS_URL', value: 'nats://nats.nats-io.svc.cluster.local:4222' },
               { name: 'RUST_LOG', value: 'info' },
             ],
             resources: {

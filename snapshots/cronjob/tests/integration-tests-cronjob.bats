@@ -4,6 +4,11 @@
 
 load ../script/libtest
 
+@test "Deploy the event source" {
+  deploy_example source
+  verify_example source
+}
+
 @test "Deploy the hello function" {
   deploy_kubeless
   deploy_example hello
