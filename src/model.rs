@@ -70,7 +70,9 @@ impl ExampleRecipes {
                     "$(KUBECTL) -n nats-io get deployment nats >/dev/null 2>&1 || $(KUBECTL) -n nats-io create deployment nats --image=docker.io/library/nats:2.10-alpine --port=4222",
                     "$(KUBECTL) -n nats-io get service nats >/dev/null 2>&1 || $(KUBECTL) -n nats-io expose deployment nats --port=4222",
                 ]),
-                source_verify: lines(&["$(KUBECTL) -n nats-io rollout status deployment/nats --timeout=$(TIMEOUT)"]),
+                source_verify: lines(&[
+                    "$(KUBECTL) -n nats-io rollout status deployment/nats --timeout=$(TIMEOUT)",
+                ]),
                 publish: vec![format!(
                     "$(KUBECTL) -n nats-io run nats-pub-$(TOKEN) --rm -i --restart=Never --image=docker.io/natsio/nats-box:0.14.5 -- nats pub -s nats://nats:4222 {topic} '{{\"payload\":\"$(TOKEN)\"}}'"
                 )],
@@ -221,7 +223,9 @@ impl Model {
             event_source: built_in_source(spec).unwrap_or("skeleton"),
             source_dependencies: match built_in_source(spec) {
                 Some("nats") => {
-                    vec![r#"async-nats = { version = "0.51", default-features = false, features = ["ring"] }"#]
+                    vec![
+                        r#"async-nats = { version = "0.51", default-features = false, features = ["ring"] }"#,
+                    ]
                 }
                 _ => Vec::new(),
             },
