@@ -34,8 +34,9 @@ pub struct Model {
     /// An example trigger object's spec, one `key: value` line per entry
     /// (values in JSON, which is YAML), for `examples/`.
     pub example_spec: Vec<String>,
-    /// The same example as `"key": value` JSON members, for the generated tests.
-    pub test_spec_lines: Vec<String>,
+    /// The same example as a JSON object laid out for a raw string in the
+    /// generated tests (one member per line, so rustfmt leaves it alone).
+    pub test_spec_json: String,
     /// A JSON merge patch that changes the example trigger's spec (a new
     /// generation) and keeps it valid, for the update end-to-end test.
     pub update_patch: String,
@@ -195,7 +196,20 @@ impl Model {
         let columns = columns(spec, &fields);
         let example = example_values(spec);
         let example_spec = example.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        let test_spec_lines = example.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
+        let members: Vec<String> = example.iter().map(|(k, v)| format!("        {k:?}: {v}")).collect();
+        let test_spec_json = format!("{{\n{}\n    }}", members.join(",\n"));
+        let built_in = built_in_source(spec);
+        let (source_dependencies, source_env) = match built_in {
+            Some("nats") => (
+                vec![r#"async-nats = { version = "0.51", default-features = false, features = ["ring"] }"#],
+                vec![EnvVar {
+                    name: "NATS_URL",
+                    value: "nats://nats.nats-io.svc.cluster.local:4222",
+                    description: "NATS server the consumers connect to",
+                }],
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
         Model {
             spec_description: format!(
                 "Desired state of a {}: the event source settings and the functions to call.",
@@ -220,24 +234,10 @@ impl Model {
                 }
             },
             ci: "travis",
-            event_source: built_in_source(spec).unwrap_or("skeleton"),
-            source_dependencies: match built_in_source(spec) {
-                Some("nats") => {
-                    vec![
-                        r#"async-nats = { version = "0.51", default-features = false, features = ["ring"] }"#,
-                    ]
-                }
-                _ => Vec::new(),
-            },
-            example: ExampleRecipes::for_source(built_in_source(spec), &spec.source, "example-topic"),
-            source_env: match built_in_source(spec) {
-                Some("nats") => vec![EnvVar {
-                    name: "NATS_URL",
-                    value: "nats://nats.nats-io.svc.cluster.local:4222",
-                    description: "NATS server the consumers connect to",
-                }],
-                _ => Vec::new(),
-            },
+            event_source: built_in.unwrap_or("skeleton"),
+            source_dependencies,
+            source_env,
+            example: ExampleRecipes::for_source(built_in, &spec.source, "example-topic"),
             names,
             description,
             fields,
@@ -245,7 +245,7 @@ impl Model {
             columns,
             uses,
             example_spec,
-            test_spec_lines,
+            test_spec_json,
             update_patch: match spec.association {
                 Association::Selector => json!({"spec": {"functionSelector": {
                     "matchExpressions": [{"key": "function", "operator": "Exists"}]}}}),

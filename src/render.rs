@@ -66,6 +66,7 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     ctx.insert("generated", GENERATED);
     ctx.insert("scaffolded", SCAFFOLDED);
     ctx.insert("tool_version", env!("CARGO_PKG_VERSION"));
+    ctx.insert("max_width", &MAX_WIDTH);
 
     let mut files = Vec::new();
     for (name, text) in render_templates(&ctx)? {
@@ -178,7 +179,7 @@ fn spec_file(spec: &Spec) -> Result<String, RenderError> {
     ))
 }
 
-/// Rustfmt's `max_width` in generated repositories (templates/rustfmt.toml.tera).
+/// Rustfmt's `max_width` in generated repositories, written into their rustfmt.toml.
 const MAX_WIDTH: usize = 110;
 
 /// `str_const(name=, value=, vis="pub", indent=4)`: a `&str` constant laid out

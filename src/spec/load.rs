@@ -54,12 +54,9 @@ impl Parsed {
     pub fn validate(self, overridden: &[&str]) -> Result<Spec, LoadError> {
         let problems: Vec<Problem> = validate(&self.spec)
             .into_iter()
-            .map(|mut p| {
+            .map(|p| {
                 let top = p.path.split(['.', '[']).next().unwrap_or_default();
-                if !overridden.contains(&top) {
-                    p.location = self.locations.find(&p.path);
-                }
-                p
+                if overridden.contains(&top) { p } else { self.locations.locate(p) }
             })
             .collect();
         if problems.is_empty() { Ok(self.spec) } else { Err(LoadError { origin: self.origin, problems }) }
@@ -78,13 +75,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
         }
     };
     let locations = Locations::of(text);
-    let shape: Vec<Problem> = shape::problems(&value)
-        .into_iter()
-        .map(|mut p| {
-            p.location = locations.find(&p.path);
-            p
-        })
-        .collect();
+    let shape: Vec<Problem> = shape::problems(&value).into_iter().map(|p| locations.locate(p)).collect();
     if !shape.is_empty() {
         // Report the meaning problems too when only typos stood in the way.
         let mut problems = shape;
@@ -92,10 +83,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
         if shape::problems(&pruned).is_empty()
             && let Ok(spec) = serde_json::from_value::<Spec>(pruned)
         {
-            for mut p in validate(&spec) {
+            for p in validate(&spec) {
                 if !problems.iter().any(|q| q.path == p.path) {
-                    p.location = locations.find(&p.path);
-                    problems.push(p);
+                    problems.push(locations.locate(p));
                 }
             }
         }

@@ -7,6 +7,8 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+use super::Problem;
+
 /// Where each key path of a document starts (`fields[2].default` → (14, 14)).
 #[derive(Debug, Default)]
 pub struct Locations(HashMap<String, (usize, usize)>);
@@ -19,6 +21,12 @@ impl Locations {
             out.record(String::new(), &root);
         }
         out
+    }
+
+    /// `problem` with the location of its key path.
+    pub fn locate(&self, mut problem: Problem) -> Problem {
+        problem.location = self.find(&problem.path);
+        problem
     }
 
     /// The location of `path`, or of its nearest ancestor that has one.

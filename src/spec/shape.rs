@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use super::{Association, FieldType, Problem, ScalarType, Spec};
+use super::{Association, FieldType, Problem, ScalarType, Spec, validate};
 
 fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
@@ -43,18 +43,6 @@ fn is_valid(value: &Value, node: &Value) -> bool {
     out.is_empty()
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_f64() => "a number",
-        Value::Number(_) => "an integer",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
-    }
-}
-
 fn has_type(v: &Value, ty: &str) -> bool {
     match ty {
         "null" => v.is_null(),
@@ -80,7 +68,7 @@ fn walk(value: &Value, node: &Value, path: &str, out: &mut Vec<Problem>) {
             let want: Vec<&str> = allowed.iter().filter(|t| **t != "null").copied().collect();
             out.push(Problem::new(
                 path,
-                format!("expected {}, found {}", want.join(" or "), type_name(value)),
+                format!("expected {}, found {}", want.join(" or "), validate::kind_of(value)),
             ));
             return;
         }

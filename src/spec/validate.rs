@@ -371,7 +371,8 @@ fn check_scalar(t: ScalarType, v: &Value) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("expected {}, found {}", t.as_str(), kind_of(v))) }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// What a JSON value is, for messages (`a string`, `a list`).
+pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
