@@ -1,4 +1,4 @@
-//! Render: Tera over the embedded templates, plus the CRD YAML, into an
+//! Render: Tera over the embedded templates, plus the runtime and the CRD YAML, into an
 //! in-memory list of files. Pure: the same spec and tool version always give
 //! the same bytes (no clock, no environment, stable order).
 
@@ -9,7 +9,7 @@ use crate::lock::{LOCK_FILE, Lock};
 use crate::model::Model;
 use crate::plan::{Plan, PlannedFile, has_one_header};
 use crate::spec::Spec;
-use crate::{crd, model};
+use crate::{crd, model, runtime};
 
 /// The generated repository's tree, one `.tera` file per output file.
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
@@ -41,6 +41,8 @@ pub fn templates_hash() -> &'static str {
         let mut sources = Vec::new();
         collect(&TEMPLATES, &mut sources);
         sources.extend(crd::FIXTURES.iter().map(|(path, text)| ((*path).to_owned(), *text)));
+        sources.extend(runtime::files());
+        sources.push(("runtime/Cargo.toml".to_owned(), runtime::manifest()));
         sources.sort();
         let mut all = String::new();
         for (path, text) in &sources {
@@ -67,6 +69,8 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     ctx.insert("scaffolded", SCAFFOLDED);
     ctx.insert("tool_version", env!("CARGO_PKG_VERSION"));
     ctx.insert("max_width", &MAX_WIDTH);
+    ctx.insert("runtime_dependencies", runtime::manifest_section("dependencies"));
+    ctx.insert("runtime_dev_dependencies", runtime::manifest_section("dev-dependencies"));
 
     let mut files = Vec::new();
     for (name, text) in render_templates(&ctx)? {
@@ -79,6 +83,11 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
         }
         files.push(PlannedFile::new(output_path(name.trim_end_matches(".tera"), &model), text));
     }
+    files.extend(
+        runtime::files()
+            .into_iter()
+            .map(|(path, text)| PlannedFile::new(path, format!("// {GENERATED}\n{text}"))),
+    );
     files.push(PlannedFile::new(
         model.names.crd_file.clone(),
         format!("# {GENERATED}\n{}", crd::yaml(&model)),

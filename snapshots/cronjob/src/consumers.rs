@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::apis::kubeless::v1beta1::TriggerSpec;
+use crate::apis::TriggerSpec;
 use crate::delivery::{DeliveryMode, FailureReporter, RetryPolicy, Sink, SinkOptions};
 use crate::event_source;
 use crate::invoker::Invoker;

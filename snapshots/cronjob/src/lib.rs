@@ -25,5 +25,14 @@ pub use error::{Error, Result};
 /// The event source this controller serves.
 pub const SOURCE: &str = "cronjob";
 
+/// The finalizer this controller puts on every trigger, spelled as Kubeless did.
+pub const FINALIZER: &str = "kubeless.io/cronjobtrigger";
+
+/// Name of this controller in Events and field managers.
+pub const MANAGER: &str = "cronjob-trigger-controller";
+
+/// `event-namespace` of every event: `<plural>.<group>` of the trigger kind.
+pub const EVENT_NAMESPACE: &str = "cronjobtriggers.kubeless.io";
+
 /// Version of this controller, sent in the `User-Agent` header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -84,16 +84,11 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
 
-    use crate::apis::kubeless::v1beta1::TriggerSpec;
+    use crate::apis::{TEST_SPEC_JSON, TriggerSpec};
     use crate::consumers::ConsumerKey;
     use crate::delivery::{DeliveryMode, RetryPolicy, SinkOptions};
     use crate::invoker::{Invoker, event_id};
     use crate::metrics::Metrics;
-
-    const SPEC_JSON: &str = r##"{
-        "topic": "example-topic",
-        "functionSelector": {"matchLabels":{"function":"hello"}}
-    }"##;
 
     /// A loopback function that reports each request's `event-topic` and body.
     async fn function() -> (String, mpsc::UnboundedReceiver<(String, Bytes)>) {
@@ -127,7 +122,7 @@ mod tests {
     async fn messages_on_the_topic_reach_the_function() {
         let (url, mut received) = function().await;
         let subject = format!("kubeless-test-{}", event_id());
-        let mut spec: TriggerSpec = serde_json::from_str(SPEC_JSON).expect("a valid test spec");
+        let mut spec: TriggerSpec = serde_json::from_str(TEST_SPEC_JSON).expect("a valid test spec");
         spec.topic = subject.clone();
         let key =
             ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };

@@ -2,3 +2,12 @@
 //! API types, laid out like Kubernetes Go repositories: `apis/<group>/<version>`.
 
 pub mod kubeless;
+
+pub use kubeless::v2alpha1::{Function, Trigger, TriggerSpec, TriggerStatus};
+
+/// A valid spec of this trigger kind that names the function `hello`, for unit tests.
+#[cfg(test)]
+pub const TEST_SPEC_JSON: &str = r##"{
+        "subscriptionResourceName": "example-subscription-resource-name",
+        "functionSelector": {"matchLabels":{"function":"hello"}}
+    }"##;

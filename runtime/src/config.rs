@@ -1,4 +1,3 @@
-// {{ generated }}
 //! Controller configuration, from environment variables.
 
 use std::time::Duration;

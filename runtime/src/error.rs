@@ -1,4 +1,3 @@
-// {{ generated }}
 //! Errors of the controller.
 
 use std::time::Duration;

@@ -1,4 +1,3 @@
-// {{ generated }}
 //! Invoking a Kubeless function: an HTTP POST to its Service with the event
 //! headers the Kubeless runtimes turn into the function's `event` argument.
 
@@ -13,8 +12,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::{Error, Result};
 
-/// `event-namespace`: which kind of trigger sent the event.
-{{ str_const(vis="pub", name="EVENT_NAMESPACE", value=names.crd_name) }}
+pub use crate::EVENT_NAMESPACE;
 
 /// `http://<function>.<namespace>.svc.cluster.local:<port>`, as Kubeless triggers call functions.
 pub fn function_url(function: &str, namespace: &str, port: u16) -> String {
@@ -130,12 +128,10 @@ impl Invoker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::CustomResourceExt;
     use std::collections::BTreeMap;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
-
-{{ str_const(name="EXPECTED_EVENT_NAMESPACE", value=names.crd_name, indent=4) }}
-{{ str_const(name="EXPECTED_USER_AGENT_PREFIX", value="kubeless-" ~ names.source ~ "-trigger-controller/", indent=4) }}
 
     /// A request as a loopback "function" received it.
     struct Received {
@@ -192,11 +188,12 @@ mod tests {
         assert_eq!(got.request_line, "POST / HTTP/1.1");
         assert_eq!(got.body, br#"{"payload":"hello"}"#);
         let h = &got.headers;
-        assert_eq!(h["event-namespace"], EXPECTED_EVENT_NAMESPACE);
+        assert_eq!(h["event-namespace"], crate::apis::Trigger::crd_name(), "<plural>.<group>");
         assert_eq!(h["event-type"], "application/json");
         assert_eq!(h["content-type"], "application/json");
         assert_eq!(h["event-topic"], "orders");
-        assert_eq!(h["user-agent"], format!("{EXPECTED_USER_AGENT_PREFIX}{}", crate::VERSION));
+        let agent = format!("kubeless-{}-trigger-controller/{}", crate::SOURCE, crate::VERSION);
+        assert_eq!(h["user-agent"], agent);
         assert_eq!(h["event-id"].len(), 32, "event-id: {}", h["event-id"]);
         assert!(h["event-id"].bytes().all(|b| b.is_ascii_hexdigit()), "event-id: {}", h["event-id"]);
         assert!(h["event-time"].ends_with(" +0000 UTC"), "event-time: {}", h["event-time"]);

@@ -1,4 +1,3 @@
-// {{ generated }}
 //! Delivery: what happens to an event between the source and the function.
 //!
 //! A consumer hands events to its [`Sink`]. The sink bounds the deliveries in

@@ -1,5 +1,4 @@
-// {{ generated }}
-//! The controller: watches {{ names.kind }} objects and Kubeless functions,
+//! The controller: watches trigger objects and Kubeless functions,
 //! keeps a finalizer on every trigger, and keeps one consumer running per
 //! (trigger, matching function).
 
@@ -23,7 +22,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::apis::kubeless::{{ names.version }}::{Function, Trigger, TriggerStatus};
+use crate::apis::{Function, Trigger, TriggerStatus};
 use crate::config::Config;
 use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime};
 use crate::delivery::DeliveryMode;
@@ -32,10 +31,7 @@ use crate::metrics::Metrics;
 use crate::server::{self, Health};
 use crate::{Error, Result};
 
-/// The finalizer this controller puts on every trigger, spelled as Kubeless did.
-{{ str_const(vis="pub", name="FINALIZER", value=names.finalizer) }}
-/// Name of this controller in Events and field managers.
-{{ str_const(vis="pub", name="MANAGER", value=names.binary) }}
+pub use crate::{FINALIZER, MANAGER};
 /// How soon a failed reconcile is retried.
 const RETRY: Duration = Duration::from_secs(30);
 /// Annotation that chooses a trigger's delivery mode (`at-least-once` or `at-most-once`).
@@ -302,15 +298,17 @@ async fn publish(ctx: &Context, trigger: &Trigger, type_: EventType, reason: &st
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apis::kubeless::{{ names.version }}::TriggerSpec;
+    use crate::apis::{TEST_SPEC_JSON, TriggerSpec};
     use http::{Method, Request, Response};
     use kube::client::Body;
     use serde_json::Value;
 
     type ApiServer = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-{{ str_const(name="TRIGGERS_PATH", value="/apis/" ~ names.api_version ~ "/namespaces/default/" ~ names.plural, indent=4) }}
-    const SPEC_JSON: &str = r##"{{ test_spec_json }}"##;
+    /// `/apis/<group>/<version>/namespaces/default/<plural>`.
+    fn triggers_path() -> String {
+        Trigger::url_path(&(), Some("default"))
+    }
 
     fn mock_context() -> (Arc<Context>, ApiServer) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -319,7 +317,7 @@ mod tests {
     }
 
     fn spec() -> TriggerSpec {
-        serde_json::from_str(SPEC_JSON).expect("a valid test spec")
+        serde_json::from_str(TEST_SPEC_JSON).expect("a valid test spec")
     }
 
     fn trigger() -> Trigger {
@@ -367,23 +365,26 @@ mod tests {
     async fn expect_function_lookup_of(api: &mut ApiServer, found: bool) {
         let (req, send) = api.next_request().await.expect("function lookup");
         assert_eq!(req.method(), Method::GET);
-{%- if association == "selector" %}
-        assert_eq!(req.uri().path(), "/apis/kubeless.io/v1beta1/namespaces/default/functions");
-        let query = req.uri().query().unwrap_or_default().to_owned();
-        assert!(query.contains("labelSelector=function%3Dhello"), "query: {query}");
-        let items = if found { vec![function("hello")] } else { Vec::new() };
-        send.send_response(respond(&json!({
-            "apiVersion": "kubeless.io/v1beta1", "kind": "FunctionList",
-            "metadata": { "resourceVersion": "1" }, "items": items
-        })));
-{%- else %}
-        assert_eq!(req.uri().path(), "/apis/kubeless.io/v1beta1/namespaces/default/functions/hello");
-        if found {
-            send.send_response(respond(&function("hello")));
-        } else {
-            send.send_response(not_found("functions", "hello"));
+        match trigger().spec.functions() {
+            FunctionRef::Selector(_) => {
+                assert_eq!(req.uri().path(), "/apis/kubeless.io/v1beta1/namespaces/default/functions");
+                let query = req.uri().query().unwrap_or_default().to_owned();
+                assert!(query.contains("labelSelector=function%3Dhello"), "query: {query}");
+                let items = if found { vec![function("hello")] } else { Vec::new() };
+                send.send_response(respond(&json!({
+                    "apiVersion": "kubeless.io/v1beta1", "kind": "FunctionList",
+                    "metadata": { "resourceVersion": "1" }, "items": items
+                })));
+            }
+            FunctionRef::Name(_) => {
+                assert_eq!(req.uri().path(), "/apis/kubeless.io/v1beta1/namespaces/default/functions/hello");
+                if found {
+                    send.send_response(respond(&function("hello")));
+                } else {
+                    send.send_response(not_found("functions", "hello"));
+                }
+            }
         }
-{%- endif %}
     }
 
     async fn expect_function_lookup(api: &mut ApiServer) {
@@ -405,7 +406,7 @@ mod tests {
     async fn expect_status_patch(api: &mut ApiServer) -> Value {
         let (req, send) = api.next_request().await.expect("status patch");
         assert_eq!(req.method(), Method::PATCH);
-        assert_eq!(req.uri().path(), format!("{TRIGGERS_PATH}/orders/status"));
+        assert_eq!(req.uri().path(), format!("{}/orders/status", triggers_path()));
         let body = body_of(req).await;
         send.send_response(respond(&serde_json::to_value(finalized(trigger())).expect("json")));
         body
@@ -417,7 +418,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let (req, send) = api.next_request().await.expect("finalizer patch");
             assert_eq!(req.method(), Method::PATCH);
-            assert_eq!(req.uri().path(), format!("{TRIGGERS_PATH}/orders"));
+            assert_eq!(req.uri().path(), format!("{}/orders", triggers_path()));
             assert_eq!(req.headers()["content-type"], "application/json-patch+json");
             let patch = body_of(req).await;
             assert_eq!(
@@ -442,7 +443,7 @@ mod tests {
             send.send_response(respond(&service("hello", 8080)));
             let (req, send) = api.next_request().await.expect("status patch");
             assert_eq!(req.method(), Method::PATCH);
-            assert_eq!(req.uri().path(), format!("{TRIGGERS_PATH}/orders/status"));
+            assert_eq!(req.uri().path(), format!("{}/orders/status", triggers_path()));
             let body = body_of(req).await;
             assert_eq!(body["status"]["functions"], json!(["hello"]));
             assert_eq!(body["status"]["observedGeneration"], json!(1));
@@ -545,8 +546,7 @@ mod tests {
         ctx.consumers.sync("default", "orders", &spec(), desired.clone()).await;
         assert_eq!(ctx.consumers.started(), 1, "an unchanged trigger keeps its consumer");
 
-        let mut changed = spec();
-        changed.{% if association == "selector" %}function_selector.match_expressions = Some(Vec::new()){% else %}function_name.push_str("-v2"){% endif %};
+        let changed = other_functions(&spec());
         ctx.consumers.sync("default", "orders", &changed, desired).await;
         assert_eq!(ctx.consumers.started(), 2, "a changed spec restarts the consumer");
         let moved = vec![wanted(key.clone(), "http://127.0.0.1:10")];
@@ -555,6 +555,17 @@ mod tests {
         assert_eq!(ctx.consumers.keys(), vec![key]);
         ctx.consumers.sync("default", "orders", &changed, Vec::new()).await;
         assert!(ctx.consumers.keys().is_empty());
+    }
+
+    /// `spec` naming its functions differently: the JSON names of the
+    /// association fields are fixed by kubeless-trigger.
+    fn other_functions(spec: &TriggerSpec) -> TriggerSpec {
+        let mut json = serde_json::to_value(spec).expect("json");
+        match spec.functions() {
+            FunctionRef::Selector(_) => json["functionSelector"]["matchExpressions"] = json!([]),
+            FunctionRef::Name(name) => json["functionName"] = json!(format!("{name}-v2")),
+        }
+        serde_json::from_value(json).expect("a valid changed spec")
     }
 
     #[test]

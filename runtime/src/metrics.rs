@@ -1,4 +1,3 @@
-// {{ generated }}
 //! Prometheus metrics of event delivery, served on `/metrics`.
 
 use std::sync::Arc;

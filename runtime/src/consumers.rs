@@ -1,4 +1,3 @@
-// {{ generated }}
 //! Consumers: one running [`crate::event_source::consume`] per (trigger,
 //! function). The controller tells [`Consumers::sync`] what should run; this
 //! module starts what is new, restarts what changed and stops what is gone,
@@ -17,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::apis::kubeless::{{ names.version }}::TriggerSpec;
+use crate::apis::TriggerSpec;
 use crate::delivery::{DeliveryMode, FailureReporter, RetryPolicy, Sink, SinkOptions};
 use crate::event_source;
 use crate::invoker::Invoker;

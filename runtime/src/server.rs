@@ -1,4 +1,3 @@
-// {{ generated }}
 //! `/healthz`, `/readyz` and `/metrics` over plain HTTP.
 
 use std::convert::Infallible;
