@@ -74,6 +74,17 @@ pub fn event_time() -> String {
     k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S%.f +0000 UTC").to_string()
 }
 
+/// The `event-topic` value: the topic's UTF-8 bytes, which HTTP carries as
+/// they are. A topic with control characters cannot be a header value: the
+/// event is still delivered, without the header.
+fn topic_header(topic: &str) -> Option<HeaderValue> {
+    let value = HeaderValue::from_bytes(topic.as_bytes()).ok();
+    if value.is_none() {
+        tracing::warn!(topic = %topic.escape_debug(), "topic is not a valid header value; sent without `event-topic`");
+    }
+    value
+}
+
 /// Posts events to functions over one pooled HTTP client.
 #[derive(Clone, Debug)]
 pub struct Invoker {
@@ -104,7 +115,7 @@ impl Invoker {
             .header("event-type", content_type.clone())
             .header(http::header::CONTENT_TYPE, content_type)
             .header(http::header::USER_AGENT, self.user_agent.clone());
-        if let Some(topic) = topic {
+        if let Some(topic) = topic.and_then(topic_header) {
             builder = builder.header("event-topic", topic);
         }
         builder
@@ -137,6 +148,8 @@ mod tests {
     struct Received {
         request_line: String,
         headers: BTreeMap<String, String>,
+        /// The `event-topic` value as bytes.
+        raw_topic: Option<Vec<u8>>,
         body: Vec<u8>,
     }
 
@@ -156,7 +169,11 @@ mod tests {
                     break i;
                 }
             };
-            let head = String::from_utf8(raw[..head_end].to_vec()).expect("UTF-8 headers");
+            let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+            let raw_topic = raw[..head_end]
+                .split(|&b| b == b'\n')
+                .find_map(|line| line.strip_prefix(b"event-topic: "))
+                .map(|v| v.strip_suffix(b"\r").unwrap_or(v).to_vec());
             let mut lines = head.split("\r\n");
             let request_line = lines.next().unwrap_or_default().to_owned();
             let headers: BTreeMap<String, String> = lines
@@ -172,7 +189,7 @@ mod tests {
             }
             let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
             socket.write_all(answer.as_bytes()).await.expect("write");
-            Received { request_line, headers, body }
+            Received { request_line, headers, raw_topic, body }
         });
         (url, task)
     }
@@ -209,6 +226,23 @@ mod tests {
         let got = function.await.expect("function task");
         assert_eq!(got.headers["event-type"], "application/x-www-form-urlencoded");
         assert_eq!(got.headers["content-type"], "application/x-www-form-urlencoded");
+        assert!(!got.headers.contains_key("event-topic"));
+    }
+
+    #[tokio::test]
+    async fn a_non_ascii_topic_is_delivered_in_utf8_and_a_control_character_drops_only_the_header() {
+        let (url, function) = one_shot_function("200 OK").await;
+        let invoker = Invoker::new(Duration::from_secs(5));
+        let uri = url.parse().expect("uri");
+        invoker.deliver(&uri, &Bytes::from_static(b"x"), Some("commandes.été")).await.expect("delivered");
+        let got = function.await.expect("function task");
+        assert_eq!(got.raw_topic.as_deref(), Some("commandes.été".as_bytes()));
+
+        let (url, function) = one_shot_function("200 OK").await;
+        let uri = url.parse().expect("uri");
+        invoker.deliver(&uri, &Bytes::from_static(b"x"), Some("a\r\nb")).await.expect("delivered");
+        let got = function.await.expect("function task");
+        assert_eq!(got.body, b"x", "the event arrived");
         assert!(!got.headers.contains_key("event-topic"));
     }
 

@@ -80,6 +80,7 @@ pub struct Runtime {
 struct Running {
     /// The spec, URL and delivery mode it was started with; any change means a restart.
     fingerprint: String,
+    url: String,
     cancel: CancellationToken,
     task: JoinHandle<()>,
     sink: Sink,
@@ -107,6 +108,50 @@ impl Consumers {
         let mut keys: Vec<_> = self.lock().keys().cloned().collect();
         keys.sort();
         keys
+    }
+
+    /// The URL the consumer `key` delivers to, when it runs.
+    pub fn url_of(&self, key: &ConsumerKey) -> Option<String> {
+        self.lock().get(key).map(|r| r.url.clone())
+    }
+
+    /// The functions trigger `namespace/trigger` has a running consumer for, sorted.
+    pub fn functions_of(&self, namespace: &str, trigger: &str) -> Vec<String> {
+        let mut functions: Vec<String> = self
+            .lock()
+            .keys()
+            .filter(|k| k.namespace == namespace && k.trigger == trigger)
+            .map(|k| k.function.clone())
+            .collect();
+        functions.sort();
+        functions
+    }
+
+    /// The triggers in `namespace` with a running consumer for `function`.
+    pub fn triggers_delivering_to(&self, namespace: &str, function: &str) -> Vec<String> {
+        let mut triggers: Vec<String> = self
+            .lock()
+            .keys()
+            .filter(|k| k.namespace == namespace && k.function == function)
+            .map(|k| k.trigger.clone())
+            .collect();
+        triggers.sort();
+        triggers.dedup();
+        triggers
+    }
+
+    /// Stop the consumers of every trigger for which `keep(namespace, trigger)` is false.
+    pub async fn retain_triggers(&self, keep: impl Fn(&str, &str) -> bool) {
+        let stopping: Vec<(ConsumerKey, Running)> = {
+            let mut running = self.lock();
+            let gone: Vec<ConsumerKey> =
+                running.keys().filter(|k| !keep(&k.namespace, &k.trigger)).cloned().collect();
+            gone.into_iter().filter_map(|k| running.remove(&k).map(|r| (k, r))).collect()
+        };
+        for (key, _) in &stopping {
+            info!(group = %key.group(), "trigger is gone; stopping its orphaned consumer");
+        }
+        self.stop_many(stopping).await;
     }
 
     /// Make the consumers of trigger `namespace/trigger` exactly `desired`.
@@ -138,9 +183,7 @@ impl Consumers {
                 running.insert(d.key.clone(), started);
             }
         }
-        for (key, r) in stopping {
-            self.stop(&key, r).await;
-        }
+        self.stop_many(stopping).await;
     }
 
     /// Stop every consumer of trigger `namespace/trigger`.
@@ -154,9 +197,15 @@ impl Consumers {
                 .collect();
             keys.into_iter().filter_map(|k| running.remove(&k).map(|r| (k, r))).collect()
         };
-        for (key, r) in stopping {
-            self.stop(&key, r).await;
-        }
+        self.stop_many(stopping).await;
+    }
+
+    /// Stop consumers concurrently: the slowest sets the pace, not their sum.
+    async fn stop_many(&self, stopping: Vec<(ConsumerKey, Running)>) {
+        futures::future::join_all(
+            stopping.into_iter().map(|(key, r)| async move { self.stop(&key, r).await }),
+        )
+        .await;
     }
 
     /// Stop everything (on shutdown): every source is cancelled at once, then
@@ -191,7 +240,7 @@ impl Consumers {
                 warn!(group = %key.group(), error = %e, "consumer stopped with an error");
             }
         });
-        Running { fingerprint, cancel, task, sink }
+        Running { fingerprint, url: d.url.clone(), cancel, task, sink }
     }
 
     async fn stop(&self, key: &ConsumerKey, r: Running) {

@@ -106,11 +106,17 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
             }
         });
     }
-    ctx.health.set_ready(true);
     let controller = Controller::new(triggers, watcher::Config::default().any_semantic());
     let store = controller.store();
+    let stop_background = CancellationToken::new();
+    tokio::spawn(ready_when_synced(store.clone(), ctx.health.clone()));
+    tokio::spawn(sweep_orphans(store.clone(), ctx.clone(), stop_background.clone()));
+    let mapper = {
+        let (store, ctx) = (store.clone(), ctx.clone());
+        move |f: Function| triggers_for_function(&store, &ctx.consumers, &f)
+    };
     controller
-        .watches(functions, watcher::Config::default(), move |f| triggers_for_function(&store, &f))
+        .watches(functions, watcher::Config::default(), mapper)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -121,20 +127,67 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         })
         .await;
     ctx.health.set_ready(false);
+    stop_background.cancel();
     info!(grace = ?ctx.config.shutdown_grace, "shutting down: stopping consumers, draining deliveries");
     ctx.consumers.stop_all(ctx.config.shutdown_grace).await;
     stop_server.cancel();
     Ok(())
 }
 
-/// The triggers a function event concerns: those in its namespace that name it.
-pub fn triggers_for_function(store: &Store<Trigger>, function: &Function) -> Vec<ObjectRef<Trigger>> {
-    store
+/// Turn `/readyz` ready once the trigger store has its first full list.
+pub async fn ready_when_synced(store: Store<Trigger>, health: Arc<Health>) {
+    if store.wait_until_ready().await.is_ok() {
+        info!("trigger store synced; ready");
+        health.set_ready(true);
+    }
+}
+
+/// How often running consumers are checked against the trigger store.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Stop consumers whose trigger left the store. The controller never
+/// reconciles an object that is gone, so with several replicas the ones that
+/// did not run the trigger's cleanup would keep delivering without this.
+async fn sweep_orphans(store: Store<Trigger>, ctx: Arc<Context>, stop: CancellationToken) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => ctx.consumers.retain_triggers(|ns, name| is_live(&store, ns, name)).await,
+        }
+    }
+}
+
+/// Whether trigger `ns/name` is in the store and not being deleted.
+pub fn is_live(store: &Store<Trigger>, ns: &str, name: &str) -> bool {
+    store.get(&ObjectRef::new(name).within(ns)).is_some_and(|t| t.metadata.deletion_timestamp.is_none())
+}
+
+/// The triggers a function event concerns: those in its namespace that name
+/// it now, and those delivering to it (so a function relabelled out of a
+/// selector stops receiving at once).
+pub fn triggers_for_function(
+    store: &Store<Trigger>,
+    consumers: &Consumers,
+    function: &Function,
+) -> Vec<ObjectRef<Trigger>> {
+    let ns = function.namespace().unwrap_or_default();
+    let mut triggers: Vec<ObjectRef<Trigger>> = store
         .state()
         .into_iter()
-        .filter(|t| t.namespace() == function.namespace() && t.spec.functions().matches(function))
+        .filter(|t| t.namespace().as_deref() == Some(ns.as_str()) && t.spec.functions().matches(function))
         .map(|t| ObjectRef::from_obj(&*t))
-        .collect()
+        .collect();
+    for trigger in consumers.triggers_delivering_to(&ns, &function.name_any()) {
+        let reference = ObjectRef::new(&trigger).within(&ns);
+        if !triggers.contains(&reference) {
+            triggers.push(reference);
+        }
+    }
+    triggers
 }
 
 /// Bring one trigger's consumers and status in line with its spec.
@@ -160,31 +213,62 @@ pub fn error_policy(trigger: Arc<Trigger>, error: &Error, _ctx: Arc<Context>) ->
 async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
     let ns = trigger.namespace().ok_or(Error::MissingNamespace)?;
     let name = trigger.name_any();
-    let result = desired_consumers(&trigger, &ns, &ctx.client, ctx.config.delivery).await;
-    let (desired, condition) = match &result {
-        Ok(desired) => {
-            (desired.clone(), ready_condition(&trigger, "True", "Delivering", &ready_message(desired)))
+    let resolved = match resolve(&trigger, &ns, &ctx).await {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            // The functions could not be looked up at all. An API error is
+            // transient: what runs keeps running. Anything else (an invalid
+            // selector or annotation) is the trigger's own fault: stop.
+            if !matches!(e, Error::Kube(_)) {
+                ctx.consumers.sync(&ns, &name, &trigger.spec, Vec::new()).await;
+            }
+            let functions = ctx.consumers.functions_of(&ns, &name);
+            let condition = ready_condition(&trigger, "False", e.reason(), &e.to_string());
+            write_status(&ctx, &trigger, functions, condition).await?;
+            publish(&ctx, &trigger, EventType::Warning, e.reason(), e.to_string());
+            return Err(e);
         }
-        Err(e) => (Vec::new(), ready_condition(&trigger, "False", e.reason(), &e.to_string())),
     };
-    ctx.consumers.sync(&ns, &name, &trigger.spec, desired.clone()).await;
+    ctx.consumers.sync(&ns, &name, &trigger.spec, resolved.desired.clone()).await;
 
+    let functions: Vec<String> = resolved.desired.iter().map(|d| d.key.function.clone()).collect();
+    let condition = match resolved.failures.first() {
+        None => ready_condition(&trigger, "True", "Delivering", &ready_message(&functions)),
+        Some(first) => {
+            let failures: Vec<String> = resolved.failures.iter().map(ToString::to_string).collect();
+            let message = format!("{}; not delivering: {}", ready_message(&functions), failures.join("; "));
+            publish(&ctx, &trigger, EventType::Warning, first.reason(), message.clone());
+            ready_condition(&trigger, "False", first.reason(), &message)
+        }
+    };
+    write_status(&ctx, &trigger, functions, condition).await?;
+    Ok(Action::requeue(if resolved.failures.is_empty() { ctx.config.requeue } else { RETRY }))
+}
+
+/// Write the trigger's status by server-side apply: every field is sent, so
+/// an empty list clears the one written before.
+async fn write_status(
+    ctx: &Context,
+    trigger: &Trigger,
+    functions: Vec<String>,
+    condition: Condition,
+) -> Result<()> {
+    let ns = trigger.namespace().ok_or(Error::MissingNamespace)?;
     let status = TriggerStatus {
         observed_generation: trigger.metadata.generation,
-        functions: desired.iter().map(|d| d.key.function.clone()).collect(),
+        functions,
         conditions: vec![condition],
     };
+    let patch = json!({
+        "apiVersion": Trigger::api_version(&()),
+        "kind": Trigger::kind(&()),
+        "status": status,
+    });
     let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status })))
+    api.patch_status(&trigger.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
         .await
         .map_err(Error::Kube)?;
-    match result {
-        Ok(_) => Ok(Action::requeue(ctx.config.requeue)),
-        Err(e) => {
-            publish(&ctx, &trigger, EventType::Warning, e.reason(), e.to_string()).await;
-            Err(e)
-        }
-    }
+    Ok(())
 }
 
 async fn cleanup(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
@@ -204,29 +288,55 @@ pub fn delivery_mode(trigger: &Trigger, default: DeliveryMode) -> Result<Deliver
     }
 }
 
-/// The consumers a trigger should have: one per matching function, each
-/// with the URL of the function's Service.
-pub async fn desired_consumers(
+/// What a trigger's functions resolved to: the consumers to run, and the
+/// functions that cannot be served now, each with its reason.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub desired: Vec<Desired>,
+    pub failures: Vec<Error>,
+}
+
+/// Look up a trigger's functions and their Services, one by one.
+async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved> {
+    let delivery = delivery_mode(trigger, ctx.config.delivery)?;
+    let functions = matching_functions(trigger, ns, &ctx.client).await?;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let mut ports = Vec::with_capacity(functions.len());
+    for function in &functions {
+        ports.push(service_port(&services, &function.name_any()).await);
+    }
+    Ok(resolve_functions(trigger, ns, delivery, functions.iter().zip(ports), &ctx.consumers))
+}
+
+/// One consumer per function whose Service answered with a port. A function
+/// whose Service lookup failed on an API error keeps its running consumer
+/// (at its last known address); one whose Service is gone or has no port is
+/// reported and gets none.
+pub fn resolve_functions<'a>(
     trigger: &Trigger,
     ns: &str,
-    client: &Client,
-    default_delivery: DeliveryMode,
-) -> Result<Vec<Desired>> {
-    let delivery = delivery_mode(trigger, default_delivery)?;
-    let functions = matching_functions(trigger, ns, client).await?;
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let mut desired = Vec::with_capacity(functions.len());
-    for function in functions {
+    delivery: DeliveryMode,
+    functions: impl IntoIterator<Item = (&'a Function, Result<u16>)>,
+    running: &Consumers,
+) -> Resolved {
+    let mut resolved = Resolved::default();
+    for (function, port) in functions {
         let fname = function.name_any();
-        let port = service_port(&services, &fname).await?;
-        desired.push(Desired {
-            url: function_url(&fname, ns, port),
-            key: ConsumerKey { namespace: ns.to_owned(), trigger: trigger.name_any(), function: fname },
-            delivery,
-            trigger: trigger.object_ref(&()),
-        });
+        let key = ConsumerKey { namespace: ns.to_owned(), trigger: trigger.name_any(), function: fname };
+        let url = match port {
+            Ok(port) => function_url(&key.function, ns, port),
+            Err(e) => {
+                let last_known = matches!(e, Error::Kube(_)).then(|| running.url_of(&key)).flatten();
+                resolved.failures.push(e);
+                match last_known {
+                    Some(url) => url,
+                    None => continue,
+                }
+            }
+        };
+        resolved.desired.push(Desired { url, key, delivery, trigger: trigger.object_ref(&()) });
     }
-    Ok(desired)
+    resolved
 }
 
 /// The functions in `ns` that the trigger names, sorted by name.
@@ -257,8 +367,8 @@ async fn service_port(services: &Api<Service>, function: &str) -> Result<u16> {
     u16::try_from(port).map_err(|_| unavailable("has an invalid port"))
 }
 
-fn ready_message(desired: &[Desired]) -> String {
-    match desired.len() {
+fn ready_message(functions: &[String]) -> String {
+    match functions.len() {
         0 => "no function matches the trigger yet".to_owned(),
         1 => "delivering to 1 function".to_owned(),
         n => format!("delivering to {n} functions"),
@@ -283,7 +393,9 @@ fn ready_condition(trigger: &Trigger, status: &str, reason: &str, message: &str)
     }
 }
 
-async fn publish(ctx: &Context, trigger: &Trigger, type_: EventType, reason: &str, note: String) {
+/// Publish a Kubernetes Event about the trigger in the background: a slow
+/// API server never holds up a reconcile.
+fn publish(ctx: &Context, trigger: &Trigger, type_: EventType, reason: &str, note: String) {
     let event = KubeEvent {
         type_,
         reason: reason.to_owned(),
@@ -291,9 +403,12 @@ async fn publish(ctx: &Context, trigger: &Trigger, type_: EventType, reason: &st
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &trigger.object_ref(&())).await {
-        warn!(error = %e, "could not publish a Kubernetes Event");
-    }
+    let (recorder, reference) = (ctx.recorder.clone(), trigger.object_ref(&()));
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            warn!(error = %e, "could not publish a Kubernetes Event");
+        }
+    });
 }
 
 #[cfg(test)]
@@ -403,11 +518,18 @@ mod tests {
             .expect("response")
     }
 
-    /// Answer the status patch and hand back its body.
+    /// Answer the status patch, a server-side apply by this controller, and
+    /// hand back its body.
     async fn expect_status_patch(api: &mut ApiServer) -> Value {
         let (req, send) = api.next_request().await.expect("status patch");
         assert_eq!(req.method(), Method::PATCH);
         assert_eq!(req.uri().path(), format!("{}/orders/status", triggers_path()));
+        assert_eq!(req.headers()["content-type"], "application/apply-patch+yaml");
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        assert!(
+            query.contains(&format!("fieldManager={MANAGER}")) && query.contains("force=true"),
+            "{query}"
+        );
         let body = body_of(req).await;
         send.send_response(respond(&serde_json::to_value(finalized(trigger())).expect("json")));
         body
@@ -442,15 +564,12 @@ mod tests {
             let (req, send) = api.next_request().await.expect("service lookup");
             assert_eq!(req.uri().path(), "/api/v1/namespaces/default/services/hello");
             send.send_response(respond(&service("hello", 8080)));
-            let (req, send) = api.next_request().await.expect("status patch");
-            assert_eq!(req.method(), Method::PATCH);
-            assert_eq!(req.uri().path(), format!("{}/orders/status", triggers_path()));
-            let body = body_of(req).await;
+            let body = expect_status_patch(&mut api).await;
+            assert_eq!(body["kind"], Trigger::kind(&()).as_ref());
             assert_eq!(body["status"]["functions"], json!(["hello"]));
             assert_eq!(body["status"]["observedGeneration"], json!(1));
             assert_eq!(body["status"]["conditions"][0]["type"], "Ready");
             assert_eq!(body["status"]["conditions"][0]["status"], "True");
-            send.send_response(respond(&serde_json::to_value(finalized(trigger())).expect("json")));
         });
         let action = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.expect("reconcile");
         assert_eq!(action, Action::requeue(Config::default().requeue));
@@ -461,6 +580,36 @@ mod tests {
         ctx.consumers.stop_all(Duration::from_secs(1)).await;
     }
 
+    /// Answer the next two requests, a status apply and an Event (published
+    /// in the background, so in either order), and hand back their bodies.
+    async fn expect_status_and_event(api: &mut ApiServer) -> (Value, Value) {
+        let (mut status, mut event) = (Value::Null, Value::Null);
+        for _ in 0..2 {
+            let (req, send) = api.next_request().await.expect("status apply or event");
+            if req.uri().path().ends_with("/status") {
+                status = body_of(req).await;
+                send.send_response(respond(&serde_json::to_value(finalized(trigger())).expect("json")));
+            } else {
+                assert_eq!(req.method(), Method::POST);
+                assert_eq!(req.uri().path(), "/apis/events.k8s.io/v1/namespaces/default/events");
+                event = body_of(req).await;
+                send.send_response(respond(&event));
+            }
+        }
+        (status, event)
+    }
+
+    fn server_error() -> Response<Body> {
+        let status = json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "InternalError",
+            "code": 500, "message": "etcdserver: request timed out"
+        });
+        Response::builder()
+            .status(500)
+            .body(Body::from(serde_json::to_vec(&status).expect("json")))
+            .expect("response")
+    }
+
     #[tokio::test]
     async fn missing_service_is_reported_in_status_and_as_an_event() {
         let (ctx, mut api) = mock_context();
@@ -468,24 +617,87 @@ mod tests {
             expect_function_lookup(&mut api).await;
             let (_, send) = api.next_request().await.expect("service lookup");
             send.send_response(not_found("services", "hello"));
-            let (req, send) = api.next_request().await.expect("status patch");
-            let body = body_of(req).await;
+            let (body, event) = expect_status_and_event(&mut api).await;
             assert_eq!(body["status"]["conditions"][0]["status"], "False");
             assert_eq!(body["status"]["conditions"][0]["reason"], "FunctionServiceUnavailable");
-            assert_eq!(body["status"]["functions"], Value::Null, "no function is served");
-            send.send_response(respond(&serde_json::to_value(finalized(trigger())).expect("json")));
-            let (req, send) = api.next_request().await.expect("event");
-            assert_eq!(req.method(), Method::POST);
-            assert_eq!(req.uri().path(), "/apis/events.k8s.io/v1/namespaces/default/events");
-            let event = body_of(req).await;
+            let message = body["status"]["conditions"][0]["message"].as_str().unwrap_or_default();
+            assert!(message.contains("function hello: its Service does not exist"), "{message}");
+            assert_eq!(body["status"]["functions"], json!([]), "no function is served");
             assert_eq!(event["type"], "Warning");
             assert_eq!(event["reason"], "FunctionServiceUnavailable");
-            send.send_response(respond(&event));
         });
-        let err = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.unwrap_err();
-        assert!(err.to_string().contains("does not exist"), "{err}");
+        let action = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.expect("reconcile");
+        assert_eq!(action, Action::requeue(RETRY), "checked again soon");
         assert!(ctx.consumers.keys().is_empty());
         tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+    }
+
+    #[tokio::test]
+    async fn one_function_without_a_service_does_not_stop_the_others() {
+        let (ctx, _api) = mock_context();
+        let t = trigger();
+        let (hello, other): (Function, Function) = (
+            serde_json::from_value(function("hello")).expect("function"),
+            serde_json::from_value(function("other")).expect("function"),
+        );
+        let missing = Error::ServicePort { function: "other".into(), reason: "does not exist" };
+        let resolved = resolve_functions(
+            &t,
+            "default",
+            DeliveryMode::AtLeastOnce,
+            [(&hello, Ok(8080)), (&other, Err(missing))],
+            &ctx.consumers,
+        );
+        let served: Vec<&str> = resolved.desired.iter().map(|d| d.key.function.as_str()).collect();
+        assert_eq!(served, ["hello"]);
+        assert_eq!(resolved.desired[0].url, "http://hello.default.svc.cluster.local:8080");
+        assert_eq!(resolved.failures.len(), 1);
+        assert!(resolved.failures[0].to_string().contains("other"), "{}", resolved.failures[0]);
+    }
+
+    #[tokio::test]
+    async fn an_api_error_on_a_service_keeps_its_running_consumer_at_its_last_address() {
+        let (ctx, _api) = mock_context();
+        let key =
+            ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
+        ctx.consumers.sync("default", "orders", &spec(), vec![wanted(key, "http://127.0.0.1:9")]).await;
+        let hello: Function = serde_json::from_value(function("hello")).expect("function");
+        let transient = Error::Kube(kube::Error::Service("connection reset".into()));
+        let resolved = resolve_functions(
+            &trigger(),
+            "default",
+            DeliveryMode::AtLeastOnce,
+            [(&hello, Err(transient))],
+            &ctx.consumers,
+        );
+        assert_eq!(resolved.desired.len(), 1, "the running consumer stays");
+        assert_eq!(resolved.desired[0].url, "http://127.0.0.1:9");
+        assert_eq!(resolved.failures.len(), 1, "and the error is reported");
+        ctx.consumers.stop_all(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn an_api_error_while_looking_up_functions_never_stops_a_running_consumer() {
+        let (ctx, mut api) = mock_context();
+        let key =
+            ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
+        ctx.consumers
+            .sync("default", "orders", &spec(), vec![wanted(key.clone(), "http://127.0.0.1:9")])
+            .await;
+        let server = tokio::spawn(async move {
+            let (_, send) = api.next_request().await.expect("function lookup");
+            send.send_response(server_error());
+            let (body, event) = expect_status_and_event(&mut api).await;
+            assert_eq!(body["status"]["conditions"][0]["status"], "False");
+            assert_eq!(body["status"]["conditions"][0]["reason"], "KubernetesApiError");
+            assert_eq!(body["status"]["functions"], json!(["hello"]), "still delivering");
+            assert_eq!(event["reason"], "KubernetesApiError");
+        });
+        let err = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.unwrap_err();
+        assert_eq!(err.reason(), "FinalizerError");
+        assert_eq!(ctx.consumers.keys(), vec![key], "the consumer keeps running");
+        tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+        ctx.consumers.stop_all(Duration::from_secs(1)).await;
     }
 
     #[tokio::test]
@@ -501,7 +713,7 @@ mod tests {
             expect_status_patch(&mut api).await;
             expect_function_lookup_of(&mut api, false).await;
             let body = expect_status_patch(&mut api).await;
-            assert_eq!(body["status"]["functions"], Value::Null, "no function any more");
+            assert_eq!(body["status"]["functions"], json!([]), "an empty list clears the old one");
         });
         let t = Arc::new(finalized(trigger()));
         reconcile(t.clone(), ctx.clone()).await.expect("no function yet");
@@ -578,6 +790,63 @@ mod tests {
         t.metadata.annotations = Some([(DELIVERY_ANNOTATION.to_owned(), "sometimes".to_owned())].into());
         let err = delivery_mode(&t, DeliveryMode::AtLeastOnce).unwrap_err();
         assert_eq!(err.reason(), "InvalidConfiguration");
+    }
+
+    #[tokio::test]
+    async fn a_relabelled_function_still_reconciles_the_trigger_delivering_to_it() {
+        let (ctx, _api) = mock_context();
+        let (store, mut writer) = kube::runtime::reflector::store::<Trigger>();
+        writer.apply_watcher_event(&watcher::Event::Apply(trigger()));
+        let mut moved: Function = serde_json::from_value(function("hello")).expect("function");
+        moved.metadata.labels = Some([("function".to_owned(), "other".to_owned())].into());
+        let mut renamed = moved.clone();
+        renamed.metadata.name = Some("hello-v2".into());
+        if !trigger().spec.functions().matches(&renamed) {
+            assert!(triggers_for_function(&store, &ctx.consumers, &renamed).is_empty());
+        }
+        let key =
+            ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
+        ctx.consumers.sync("default", "orders", &spec(), vec![wanted(key, "http://127.0.0.1:9")]).await;
+        let triggers = triggers_for_function(&store, &ctx.consumers, &moved);
+        assert_eq!(triggers, vec![ObjectRef::new("orders").within("default")]);
+        ctx.consumers.stop_all(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn consumers_of_triggers_gone_from_the_store_are_swept() {
+        let (ctx, _api) = mock_context();
+        let (store, mut writer) = kube::runtime::reflector::store::<Trigger>();
+        writer.apply_watcher_event(&watcher::Event::Apply(trigger()));
+        let kept =
+            ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
+        let orphan =
+            ConsumerKey { namespace: "default".into(), trigger: "deleted".into(), function: "hello".into() };
+        ctx.consumers
+            .sync("default", "orders", &spec(), vec![wanted(kept.clone(), "http://127.0.0.1:9")])
+            .await;
+        ctx.consumers.sync("default", "deleted", &spec(), vec![wanted(orphan, "http://127.0.0.1:9")]).await;
+        ctx.consumers.retain_triggers(|ns, name| is_live(&store, ns, name)).await;
+        assert_eq!(ctx.consumers.keys(), vec![kept]);
+
+        let mut deleting = trigger();
+        deleting.metadata.deletion_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().expect("time")));
+        writer.apply_watcher_event(&watcher::Event::Apply(deleting));
+        ctx.consumers.retain_triggers(|ns, name| is_live(&store, ns, name)).await;
+        assert!(ctx.consumers.keys().is_empty(), "a trigger being deleted keeps no consumer");
+    }
+
+    #[tokio::test]
+    async fn ready_only_once_the_trigger_store_has_synced() {
+        let (store, mut writer) = kube::runtime::reflector::store::<Trigger>();
+        let health = Arc::new(Health::default());
+        let waiting = tokio::spawn(ready_when_synced(store, health.clone()));
+        writer.apply_watcher_event(&watcher::Event::Init);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!health.is_ready(), "not ready during the initial list");
+        writer.apply_watcher_event(&watcher::Event::InitApply(trigger()));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("ready in time").expect("join");
+        assert!(health.is_ready());
     }
 
     #[test]

@@ -174,10 +174,10 @@ pub struct CronJobTriggerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Functions the trigger currently delivers events to.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub functions: Vec<String>,
     /// Current conditions; `Ready` says whether events are being delivered.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub conditions: Vec<Condition>,
 }
 
