@@ -119,11 +119,13 @@ fn status_schema() -> Value {
         "nullable": true,
         "properties": {
             "conditions": {
+                "default": [],
                 "description": "Current conditions; `Ready` says whether events are being delivered.",
                 "items": condition,
                 "type": "array",
             },
             "functions": {
+                "default": [],
                 "description": "Functions the trigger currently delivers events to.",
                 "items": {"type": "string"},
                 "type": "array",

@@ -67,6 +67,9 @@ function(namespace='kubeless', image='kubeless/cronjob-trigger-controller:latest
     subjects: [{ kind: 'ServiceAccount', name: name, namespace: namespace }],
   };
 
+  // Shutdown: event sources get 10 s to stop, then deliveries in flight
+  // `shutdown_grace` seconds to finish; the pod's grace period covers both.
+  local shutdown_grace = 30;
   local deployment = {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -81,6 +84,7 @@ function(namespace='kubeless', image='kubeless/cronjob-trigger-controller:latest
         },
         spec: {
           serviceAccountName: name,
+          terminationGracePeriodSeconds: shutdown_grace + 10 + 10,
           automountServiceAccountToken: true,
           securityContext: {
             runAsNonRoot: true,
@@ -96,10 +100,12 @@ function(namespace='kubeless', image='kubeless/cronjob-trigger-controller:latest
             livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10 },
             readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5 },
             env: [
-              { name: 'KUBELESS_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
               { name: 'FUNCTIONS_NAMESPACE', value: functions_namespace },
               { name: 'METRICS_PORT', value: '8080' },
+              { name: 'SHUTDOWN_GRACE_SECONDS', value: std.toString(shutdown_grace) },
               { name: 'RUST_LOG', value: 'info' },
+              // Plain text (no colour codes off a terminal); 'json' for log collectors.
+              { name: 'LOG_FORMAT', value: 'text' },
             ],
             resources: {
               requests: { cpu: '10m', memory: '32Mi' },

@@ -5,11 +5,19 @@
 //! so a changed topic or selector never leaves an old consumer behind.
 //! Stopping a consumer cancels its source, then lets its deliveries in flight
 //! finish within a grace period.
+//!
+//! Each consumer is supervised: a source that fails or ends while it should
+//! run is restarted with exponential backoff and jitter, counted in the
+//! `consumer_restarts` metric, and reported to the controller, which shows it
+//! in the trigger's Ready condition and an Event.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc::UnboundedSender;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::Recorder;
@@ -19,7 +27,7 @@ use tracing::{info, warn};
 
 use crate::apis::TriggerSpec;
 use crate::delivery::{DeliveryMode, FailureReporter, RetryPolicy, Sink, SinkOptions};
-use crate::event_source;
+use crate::event_source::{self, SourceError};
 use crate::invoker::Invoker;
 use crate::metrics::Metrics;
 
@@ -64,9 +72,41 @@ pub struct Desired {
     pub trigger: ObjectReference,
 }
 
+/// Runs one consumer's event source until its token is cancelled.
+pub type Source = Arc<
+    dyn Fn(ConsumerContext, Sink, CancellationToken) -> BoxFuture<'static, Result<(), SourceError>>
+        + Send
+        + Sync,
+>;
+
+/// The repository's event source, [`crate::event_source::consume`].
+pub fn event_source() -> Source {
+    Arc::new(|ctx, sink, shutdown| Box::pin(event_source::consume(ctx, sink, shutdown)))
+}
+
+/// Health of one consumer, as its supervisor last saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// The event source is running.
+    Running,
+    /// The event source failed or ended, and is restarted after a pause.
+    Restarting {
+        /// Restarts so far.
+        restarts: u64,
+        /// Why it stopped the last time.
+        error: String,
+    },
+}
+
 /// How consumers deliver, shared by all of them.
 #[derive(Clone)]
 pub struct Runtime {
+    /// The event source each consumer runs.
+    pub source: Source,
+    /// Pauses between restarts of a failed source.
+    pub restart: RetryPolicy,
+    /// Told the key of a consumer whose health changed.
+    pub changes: Option<UnboundedSender<ConsumerKey>>,
     pub invoker: Invoker,
     pub retry: RetryPolicy,
     pub max_in_flight: usize,
@@ -81,6 +121,7 @@ struct Running {
     /// The spec, URL and delivery mode it was started with; any change means a restart.
     fingerprint: String,
     url: String,
+    health: Arc<Mutex<Health>>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
     sink: Sink,
@@ -108,6 +149,19 @@ impl Consumers {
         let mut keys: Vec<_> = self.lock().keys().cloned().collect();
         keys.sort();
         keys
+    }
+
+    /// The consumers of trigger `namespace/trigger` that are not running, by function.
+    pub fn unhealthy_of(&self, namespace: &str, trigger: &str) -> Vec<(String, Health)> {
+        let mut unhealthy: Vec<(String, Health)> = self
+            .lock()
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace && k.trigger == trigger)
+            .map(|(k, r)| (k.function.clone(), lock(&r.health).clone()))
+            .filter(|(_, health)| *health != Health::Running)
+            .collect();
+        unhealthy.sort_by(|a, b| a.0.cmp(&b.0));
+        unhealthy
     }
 
     /// The URL the consumer `key` delivers to, when it runs.
@@ -233,14 +287,16 @@ impl Consumers {
         let cancel = CancellationToken::new();
         let context =
             ConsumerContext { key: d.key.clone(), group: d.key.group(), spec, delivery: d.delivery };
-        let (key, token, source_sink) = (d.key.clone(), cancel.clone(), sink.clone());
-        info!(group = %key.group(), url = %d.url, delivery = %d.delivery, "starting consumer");
-        let task = tokio::spawn(async move {
-            if let Err(e) = event_source::consume(context, source_sink, token).await {
-                warn!(group = %key.group(), error = %e, "consumer stopped with an error");
-            }
-        });
-        Running { fingerprint, url: d.url.clone(), cancel, task, sink }
+        info!(group = %d.key.group(), url = %d.url, delivery = %d.delivery, "starting consumer");
+        let health = Arc::new(Mutex::new(Health::Running));
+        let supervisor = Supervisor {
+            key: d.key.clone(),
+            runtime: rt.clone(),
+            health: health.clone(),
+            token: cancel.clone(),
+        };
+        let task = tokio::spawn(supervisor.run(context, sink.clone()));
+        Running { fingerprint, url: d.url.clone(), health, cancel, task, sink }
     }
 
     async fn stop(&self, key: &ConsumerKey, r: Running) {
@@ -253,9 +309,65 @@ impl Consumers {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConsumerKey, Running>> {
-        // A panic while holding the lock leaves the map consistent; keep going.
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.running)
     }
+}
+
+/// Runs one consumer's source, and restarts it whenever it fails or ends
+/// before its token is cancelled.
+struct Supervisor {
+    key: ConsumerKey,
+    runtime: Runtime,
+    health: Arc<Mutex<Health>>,
+    token: CancellationToken,
+}
+
+impl Supervisor {
+    async fn run(self, context: ConsumerContext, sink: Sink) {
+        let mut restarts = 0u64;
+        let mut failures_in_a_row = 0u32;
+        loop {
+            let started = Instant::now();
+            let result = (self.runtime.source)(context.clone(), sink.clone(), self.token.clone()).await;
+            if self.token.is_cancelled() {
+                if let Err(e) = result {
+                    warn!(group = %self.key.group(), error = %e, "consumer stopped with an error");
+                }
+                return;
+            }
+            let error = match result {
+                Ok(()) => "the event source ended".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            // A source that ran longer than the longest pause starts the backoff over.
+            if started.elapsed() > self.runtime.restart.max {
+                failures_in_a_row = 0;
+            }
+            let pause = self.runtime.restart.backoff(failures_in_a_row);
+            failures_in_a_row = failures_in_a_row.saturating_add(1);
+            restarts += 1;
+            warn!(group = %self.key.group(), %error, ?pause, restarts, "event source stopped; restarting");
+            self.runtime.metrics.consumer_restarts.inc();
+            self.set(Health::Restarting { restarts, error });
+            tokio::select! {
+                () = self.token.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+            self.set(Health::Running);
+        }
+    }
+
+    fn set(&self, health: Health) {
+        *lock(&self.health) = health;
+        if let Some(changes) = &self.runtime.changes {
+            let _ = changes.send(self.key.clone());
+        }
+    }
+}
+
+/// A poisoned lock still holds a consistent value here: use it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn fingerprint(spec_json: &str, d: &Desired) -> String {
@@ -268,5 +380,110 @@ async fn stop_source(key: &ConsumerKey, task: JoinHandle<()>) {
     if tokio::time::timeout(SOURCE_STOP_GRACE, task).await.is_err() {
         warn!(group = %key.group(), "event source did not stop within {SOURCE_STOP_GRACE:?}; aborting it");
         abort.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::sync::mpsc;
+
+    use crate::apis::TEST_SPEC_JSON;
+
+    /// A source that fails `failures` times, then runs until cancelled.
+    fn flaky(failures: usize, calls: Arc<AtomicUsize>) -> Source {
+        Arc::new(move |_ctx, _sink, shutdown| {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                match call {
+                    0 => Err(SourceError::from("cannot connect")),
+                    n if n < failures => Ok(()),
+                    _ => {
+                        shutdown.cancelled().await;
+                        Ok(())
+                    }
+                }
+            })
+        })
+    }
+
+    fn consumers(source: Source, changes: UnboundedSender<ConsumerKey>) -> Consumers {
+        Consumers::new(Runtime {
+            source,
+            restart: RetryPolicy {
+                max_retries: 0,
+                base: Duration::from_millis(5),
+                max: Duration::from_millis(20),
+            },
+            changes: Some(changes),
+            invoker: Invoker::new(Duration::from_secs(1)),
+            retry: RetryPolicy::default(),
+            max_in_flight: 1,
+            drain_grace: Duration::from_secs(1),
+            metrics: Metrics::new(),
+            recorder: None,
+        })
+    }
+
+    fn desired() -> Desired {
+        Desired {
+            key: ConsumerKey {
+                namespace: "default".into(),
+                trigger: "orders".into(),
+                function: "hello".into(),
+            },
+            url: "http://127.0.0.1:9".into(),
+            delivery: crate::delivery::DeliveryMode::AtLeastOnce,
+            trigger: ObjectReference::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_source_that_fails_or_ends_is_restarted_counted_and_reported() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (tx, mut changes) = mpsc::unbounded_channel();
+        let consumers = consumers(flaky(2, calls.clone()), tx);
+        let spec = serde_json::from_str(TEST_SPEC_JSON).expect("spec");
+        consumers.sync("default", "orders", &spec, vec![desired()]).await;
+
+        // Failed (error), restarted; ended (Ok), restarted; then it runs.
+        let first = changes.recv().await.expect("reported");
+        assert_eq!(first, desired().key);
+        let unhealthy = consumers.unhealthy_of("default", "orders");
+        if let [(function, Health::Restarting { restarts, error })] = unhealthy.as_slice() {
+            assert_eq!((function.as_str(), *restarts), ("hello", 1));
+            assert_eq!(error, "cannot connect");
+        } // else it has already been restarted: the counts below still hold.
+        tokio::time::timeout(Duration::from_secs(2), async {
+            while calls.load(Ordering::SeqCst) < 3 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("restarted twice");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "a running source is not restarted");
+        assert_eq!(consumers.runtime.metrics.consumer_restarts.get(), 2);
+        assert!(consumers.unhealthy_of("default", "orders").is_empty(), "running again");
+        consumers.stop_all(Duration::from_secs(1)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "a stopped consumer is not restarted");
+    }
+
+    #[tokio::test]
+    async fn a_source_that_keeps_failing_stays_reported_until_it_stops() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (tx, _changes) = mpsc::unbounded_channel();
+        let consumers = consumers(flaky(usize::MAX, calls.clone()), tx);
+        let spec = serde_json::from_str(TEST_SPEC_JSON).expect("spec");
+        consumers.sync("default", "orders", &spec, vec![desired()]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(calls.load(Ordering::SeqCst) >= 3, "restarted with backoff");
+        assert!(calls.load(Ordering::SeqCst) < 40, "the backoff holds restarts back");
+        consumers.stop_all(Duration::from_secs(1)).await;
+        let stopped_at = calls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), stopped_at, "no restart after stop");
     }
 }

@@ -2,16 +2,13 @@
 //! `cronjob-trigger-controller`: the Kubeless CronJobTrigger controller.
 
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 use cronjob_trigger::config::Config;
-use cronjob_trigger::{SOURCE, VERSION, controller};
+use cronjob_trigger::{SOURCE, VERSION, controller, logging};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    logging::init()?;
     info!(source = SOURCE, version = VERSION, "starting the trigger controller");
     let config = Config::from_env()?;
     let client = kube::Client::try_default().await?;

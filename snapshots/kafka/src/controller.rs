@@ -4,7 +4,7 @@
 //! (trigger, matching function).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,13 +20,14 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::apis::{Function, Trigger, TriggerStatus};
 use crate::config::Config;
-use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime};
-use crate::delivery::DeliveryMode;
+use crate::consumers::{self, ConsumerKey, Consumers, Desired, Runtime, Source};
+use crate::delivery::{DeliveryMode, RetryPolicy};
 use crate::invoker::{Invoker, function_url};
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
@@ -67,13 +68,28 @@ pub struct Context {
     pub metrics: Metrics,
     pub health: Arc<Health>,
     pub config: Config,
+    /// Consumers whose health changed; `run` reconciles their triggers.
+    changed: Mutex<Option<UnboundedReceiver<ConsumerKey>>>,
 }
 
 impl Context {
     pub fn new(client: Client, config: Config) -> Context {
+        Context::with_source(client, config, consumers::event_source())
+    }
+
+    /// A context whose consumers run `source` (tests use their own).
+    pub fn with_source(client: Client, config: Config, source: Source) -> Context {
         let recorder = Recorder::new(client.clone(), Reporter::from(MANAGER));
         let metrics = Metrics::new();
+        let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
         let consumers = Consumers::new(Runtime {
+            source,
+            restart: RetryPolicy {
+                max_retries: 0,
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(60),
+            },
+            changes: Some(changes),
             invoker: Invoker::new(config.request_timeout),
             retry: config.retry,
             max_in_flight: config.max_in_flight,
@@ -81,7 +97,15 @@ impl Context {
             metrics: metrics.clone(),
             recorder: Some(recorder.clone()),
         });
-        Context { client, recorder, consumers, metrics, health: Arc::new(Health::default()), config }
+        Context {
+            client,
+            recorder,
+            consumers,
+            metrics,
+            health: Arc::new(Health::default()),
+            config,
+            changed: Mutex::new(Some(changed)),
+        }
     }
 }
 
@@ -115,8 +139,15 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         let (store, ctx) = (store.clone(), ctx.clone());
         move |f: Function| triggers_for_function(&store, &ctx.consumers, &f)
     };
+    let mut changed = ctx.changed.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let consumer_changes = futures::stream::poll_fn(move |cx| match changed.as_mut() {
+        Some(changed) => changed.poll_recv(cx),
+        None => std::task::Poll::Ready(None),
+    })
+    .map(|key: ConsumerKey| ObjectRef::new(&key.trigger).within(&key.namespace));
     controller
         .watches(functions, watcher::Config::default(), mapper)
+        .reconcile_on(consumer_changes)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -232,17 +263,27 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
     ctx.consumers.sync(&ns, &name, &trigger.spec, resolved.desired.clone()).await;
 
     let functions: Vec<String> = resolved.desired.iter().map(|d| d.key.function.clone()).collect();
-    let condition = match resolved.failures.first() {
+    let mut problems: Vec<(&str, String)> =
+        resolved.failures.iter().map(|e| (e.reason(), e.to_string())).collect();
+    for (function, health) in ctx.consumers.unhealthy_of(&ns, &name) {
+        if let consumers::Health::Restarting { restarts, error } = health {
+            let problem =
+                format!("function {function}: its event source stopped (restart {restarts}): {error}");
+            problems.push(("ConsumerRestarting", problem));
+        }
+    }
+    let condition = match problems.first() {
         None => ready_condition(&trigger, "True", "Delivering", &ready_message(&functions)),
-        Some(first) => {
-            let failures: Vec<String> = resolved.failures.iter().map(ToString::to_string).collect();
-            let message = format!("{}; not delivering: {}", ready_message(&functions), failures.join("; "));
-            publish(&ctx, &trigger, EventType::Warning, first.reason(), message.clone());
-            ready_condition(&trigger, "False", first.reason(), &message)
+        Some((reason, _)) => {
+            let problems: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
+            let message = format!("{}; not delivering: {}", ready_message(&functions), problems.join("; "));
+            publish(&ctx, &trigger, EventType::Warning, reason, message.clone());
+            ready_condition(&trigger, "False", reason, &message)
         }
     };
+    let healthy = problems.is_empty();
     write_status(&ctx, &trigger, functions, condition).await?;
-    Ok(Action::requeue(if resolved.failures.is_empty() { ctx.config.requeue } else { RETRY }))
+    Ok(Action::requeue(if healthy { ctx.config.requeue } else { RETRY }))
 }
 
 /// Write the trigger's status by server-side apply: every field is sent, so
@@ -630,6 +671,41 @@ mod tests {
         assert_eq!(action, Action::requeue(RETRY), "checked again soon");
         assert!(ctx.consumers.keys().is_empty());
         tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+    }
+
+    #[tokio::test]
+    async fn a_failing_event_source_shows_in_the_ready_condition() {
+        let (mock, mut api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let failing: Source = Arc::new(|_, _, _| Box::pin(async { Err("nats: invalid subject".into()) }));
+        let ctx = Arc::new(Context::with_source(Client::new(mock, "default"), Config::default(), failing));
+        let key =
+            ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
+        ctx.consumers.sync("default", "orders", &spec(), vec![wanted(key, "http://127.0.0.1:9")]).await;
+        tokio::time::timeout(Duration::from_secs(1), async {
+            while ctx.consumers.unhealthy_of("default", "orders").is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the failure is seen");
+        let server = tokio::spawn(async move {
+            expect_function_lookup(&mut api).await;
+            let (_, send) = api.next_request().await.expect("service lookup");
+            send.send_response(respond(&service("hello", 9)));
+            let (body, event) = expect_status_and_event(&mut api).await;
+            let condition = &body["status"]["conditions"][0];
+            assert_eq!(condition["status"], "False");
+            assert_eq!(condition["reason"], "ConsumerRestarting");
+            let message = condition["message"].as_str().unwrap_or_default();
+            assert!(message.contains("function hello: its event source stopped"), "{message}");
+            assert!(message.contains("nats: invalid subject"), "{message}");
+            assert_eq!(event["reason"], "ConsumerRestarting");
+        });
+        let t = Arc::new(finalized(trigger()));
+        let action = reconcile(t, ctx.clone()).await.expect("reconcile");
+        assert_eq!(action, Action::requeue(RETRY));
+        tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+        ctx.consumers.stop_all(Duration::from_secs(1)).await;
     }
 
     #[tokio::test]

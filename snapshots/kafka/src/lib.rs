@@ -6,6 +6,7 @@
 //! - [`consumers`]: starts, restarts and stops consumers.
 //! - [`delivery`]: the [`delivery::Sink`] consumers hand events to: bounded, retried, acknowledged.
 //! - [`invoker`]: POSTs events to functions with the Kubeless event headers.
+//! - [`logging`]: text or JSON logs (`LOG_FORMAT`), colour only at a terminal.
 //! - [`metrics`], [`server`]: Prometheus metrics, `/healthz`, `/readyz`, `/metrics`.
 //! - [`event_source`]: the kafka consumer itself (yours to write).
 
@@ -17,6 +18,7 @@ pub mod delivery;
 pub mod error;
 pub mod event_source;
 pub mod invoker;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 

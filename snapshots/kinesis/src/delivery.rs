@@ -159,7 +159,9 @@ impl FailureReporter {
         FailureReporter { recorder, trigger, last: Mutex::new(None) }
     }
 
-    async fn report(&self, error: &Error) {
+    /// Publish `error` in the background (never while a delivery slot is
+    /// held), unless one was published within the last minute.
+    fn report(&self, error: &Error) {
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|at| at.elapsed() < Self::EVERY) {
@@ -174,9 +176,12 @@ impl FailureReporter {
             action: "Deliver".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &self.trigger).await {
-            warn!(error = %e, "could not publish a Kubernetes Event");
-        }
+        let (recorder, trigger) = (self.recorder.clone(), self.trigger.clone());
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &trigger).await {
+                warn!(error = %e, "could not publish a Kubernetes Event");
+            }
+        });
     }
 }
 
@@ -315,7 +320,7 @@ impl Inner {
                     warn!(url = %self.url, error = %e, attempts = retry + 1, "delivery failed");
                     self.metrics.failed.inc();
                     if let Some(failures) = &self.failures {
-                        failures.report(&e).await;
+                        failures.report(&e);
                     }
                     return Outcome::Failed;
                 }

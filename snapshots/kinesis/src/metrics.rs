@@ -19,6 +19,8 @@ pub struct Metrics {
     pub retried: Counter,
     /// Events that finally failed.
     pub failed: Counter,
+    /// Event sources restarted after they failed or ended.
+    pub consumer_restarts: Counter,
     /// Seconds from the first attempt to a 2xx answer.
     pub latency: Histogram,
     registry: Arc<Registry>,
@@ -44,12 +46,26 @@ impl Metrics {
             retried.clone(),
         );
         registry.register("events_failed", "Events that finally failed", failed.clone());
+        let consumer_restarts = Counter::default();
+        registry.register(
+            "consumer_restarts",
+            "Event sources restarted after they failed or ended",
+            consumer_restarts.clone(),
+        );
         registry.register(
             "delivery_duration_seconds",
             "From the first attempt to a 2xx answer",
             latency.clone(),
         );
-        Metrics { received, delivered, retried, failed, latency, registry: Arc::new(registry) }
+        Metrics {
+            received,
+            delivered,
+            retried,
+            failed,
+            consumer_restarts,
+            latency,
+            registry: Arc::new(registry),
+        }
     }
 
     /// The OpenMetrics text exposition.
@@ -75,6 +91,7 @@ mod tests {
         assert!(text.contains("kubeless_trigger_events_received_total 1"), "{text}");
         assert!(text.contains("kubeless_trigger_events_delivered_total 1"), "{text}");
         assert!(text.contains("kubeless_trigger_events_failed_total 0"), "{text}");
+        assert!(text.contains("kubeless_trigger_consumer_restarts_total 0"), "{text}");
         assert!(text.contains("kubeless_trigger_delivery_duration_seconds_count 1"), "{text}");
     }
 }

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NATSTriggerSpec {
-    /// NATS subject to subscribe to; each message on it is one event.
-    #[schemars(length(min = 1))]
+    /// NATS subject to subscribe to (`*` matches one token, a final `>` the rest); each message on it is one event.
+    #[schemars(length(min = 1), regex(pattern = r#"^(([^.\s*>]+|\*)(\.([^.\s*>]+|\*))*(\.>)?|>)$"#))]
     pub topic: String,
     /// Label selector of the functions, in the trigger's namespace, that receive every event.
     pub function_selector: LabelSelector,
