@@ -6,6 +6,9 @@
 //! connection errors, timeouts and 5xx answers with exponential backoff and
 //! jitter, never retries 4xx answers, and calls the event's acknowledgement:
 //! after the final outcome (at-least-once) or on receipt (at-most-once).
+//! In at-least-once mode a final failure reaches the acknowledgement as
+//! [`Outcome::Failed`]: the source must then not acknowledge the event (nak
+//! it, or leave its offset uncommitted) so that the broker redelivers it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,7 +71,8 @@ struct Ack(Box<dyn FnOnce(Outcome) + Send>);
 pub enum Outcome {
     /// The function answered 2xx.
     Delivered,
-    /// Every attempt failed, or the function answered 4xx.
+    /// Every attempt failed, or the function answered 4xx. In at-least-once
+    /// mode the source must not acknowledge the event: the broker redelivers it.
     Failed,
     /// At-most-once: acknowledged on receipt, before delivery.
     Received,
@@ -77,7 +81,8 @@ pub enum Outcome {
 /// When a consumer's events are acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeliveryMode {
-    /// After delivery (or final failure): nothing is lost while a function is down.
+    /// After delivery; a final failure is left unacknowledged for the broker to
+    /// redeliver. Only sources that acknowledge (`event_source::ACKNOWLEDGES`) give it.
     AtLeastOnce,
     /// On receipt, as the Kubeless originals did.
     AtMostOnce,

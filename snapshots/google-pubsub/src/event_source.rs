@@ -12,9 +12,12 @@
 //!    controller replicas share the events instead of each delivering them;
 //! 3. for every message call `sink.send(Event::new(body).with_topic(..).with_ack(..))`;
 //!    `send` waits while too many deliveries are in flight (back-pressure), and
-//!    the runtime calls the acknowledgement after delivery (`at-least-once`,
-//!    the default) or on receipt (`at-most-once`, see `ctx.delivery`): commit
-//!    the offset or ack the message there;
+//!    the runtime calls the acknowledgement after delivery (`at-least-once`)
+//!    or on receipt (`at-most-once`, see `ctx.delivery`): commit the offset or
+//!    ack the message on `Delivered` or `Received`, and on `Failed` do not (nak
+//!    it, or leave the offset uncommitted) so the broker redelivers it;
+//!    then set [`ACKNOWLEDGES`] to `true`: until then the runtime delivers
+//!    at-most-once and says so in the trigger's status;
 //! 4. return when `shutdown` is cancelled; deliveries in flight are drained for you.
 //!
 //! Until then this skeleton connects to nothing, delivers nothing, and waits
@@ -28,6 +31,10 @@ use crate::delivery::Sink;
 
 /// Errors a consumer may end with; they are logged by the runtime.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether `consume` acknowledges events through `Event::with_ack`: set it
+/// to `true` once it does, for at-least-once delivery.
+pub const ACKNOWLEDGES: bool = false;
 
 /// Consume GooglePubSub events for one (trigger, function) pair until `shutdown`.
 pub async fn consume(

@@ -31,7 +31,7 @@ use crate::delivery::{DeliveryMode, RetryPolicy};
 use crate::invoker::{Invoker, function_url};
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
-use crate::{Error, Result};
+use crate::{Error, Result, event_source};
 
 pub use crate::{FINALIZER, MANAGER};
 /// How soon a failed reconcile is retried.
@@ -263,6 +263,7 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
     ctx.consumers.sync(&ns, &name, &trigger.spec, resolved.desired.clone()).await;
 
     let functions: Vec<String> = resolved.desired.iter().map(|d| d.key.function.clone()).collect();
+    let mode = resolved.desired.first().map(|d| d.delivery);
     let mut problems: Vec<(&str, String)> =
         resolved.failures.iter().map(|e| (e.reason(), e.to_string())).collect();
     for (function, health) in ctx.consumers.unhealthy_of(&ns, &name) {
@@ -273,10 +274,11 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
         }
     }
     let condition = match problems.first() {
-        None => ready_condition(&trigger, "True", "Delivering", &ready_message(&functions)),
+        None => ready_condition(&trigger, "True", "Delivering", &ready_message(&functions, mode)),
         Some((reason, _)) => {
             let problems: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
-            let message = format!("{}; not delivering: {}", ready_message(&functions), problems.join("; "));
+            let message =
+                format!("{}; not delivering: {}", ready_message(&functions, mode), problems.join("; "));
             publish(&ctx, &trigger, EventType::Warning, reason, message.clone());
             ready_condition(&trigger, "False", reason, &message)
         }
@@ -329,6 +331,13 @@ pub fn delivery_mode(trigger: &Trigger, default: DeliveryMode) -> Result<Deliver
     }
 }
 
+/// The mode a consumer really delivers in: a source without acknowledgements
+/// cannot hold an event back until delivery, so it is at-most-once whatever
+/// was asked, and says so.
+pub fn effective_mode(requested: DeliveryMode, source_acknowledges: bool) -> DeliveryMode {
+    if source_acknowledges { requested } else { DeliveryMode::AtMostOnce }
+}
+
 /// What a trigger's functions resolved to: the consumers to run, and the
 /// functions that cannot be served now, each with its reason.
 #[derive(Debug, Default)]
@@ -339,7 +348,7 @@ pub struct Resolved {
 
 /// Look up a trigger's functions and their Services, one by one.
 async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved> {
-    let delivery = delivery_mode(trigger, ctx.config.delivery)?;
+    let delivery = effective_mode(delivery_mode(trigger, ctx.config.delivery)?, event_source::ACKNOWLEDGES);
     let functions = matching_functions(trigger, ns, &ctx.client).await?;
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
     let mut ports = Vec::with_capacity(functions.len());
@@ -408,11 +417,12 @@ async fn service_port(services: &Api<Service>, function: &str) -> Result<u16> {
     u16::try_from(port).map_err(|_| unavailable("has an invalid port"))
 }
 
-fn ready_message(functions: &[String]) -> String {
-    match functions.len() {
-        0 => "no function matches the trigger yet".to_owned(),
-        1 => "delivering to 1 function".to_owned(),
-        n => format!("delivering to {n} functions"),
+/// `delivering to 2 functions, at-most-once`: the guarantee is part of the status.
+fn ready_message(functions: &[String], mode: Option<DeliveryMode>) -> String {
+    match (functions.len(), mode) {
+        (0, _) | (_, None) => "no function matches the trigger yet".to_owned(),
+        (1, Some(mode)) => format!("delivering to 1 function, {mode}"),
+        (n, Some(mode)) => format!("delivering to {n} functions, {mode}"),
     }
 }
 
@@ -611,6 +621,11 @@ mod tests {
             assert_eq!(body["status"]["observedGeneration"], json!(1));
             assert_eq!(body["status"]["conditions"][0]["type"], "Ready");
             assert_eq!(body["status"]["conditions"][0]["status"], "True");
+            let mode = effective_mode(DeliveryMode::AtLeastOnce, event_source::ACKNOWLEDGES);
+            assert_eq!(
+                body["status"]["conditions"][0]["message"],
+                format!("delivering to 1 function, {mode}")
+            );
         });
         let action = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.expect("reconcile");
         assert_eq!(action, Action::requeue(Config::default().requeue));
@@ -923,6 +938,13 @@ mod tests {
         writer.apply_watcher_event(&watcher::Event::InitDone);
         tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("ready in time").expect("join");
         assert!(health.is_ready());
+    }
+
+    #[test]
+    fn a_source_without_acknowledgements_is_at_most_once_whatever_was_asked() {
+        assert_eq!(effective_mode(DeliveryMode::AtLeastOnce, true), DeliveryMode::AtLeastOnce);
+        assert_eq!(effective_mode(DeliveryMode::AtMostOnce, true), DeliveryMode::AtMostOnce);
+        assert_eq!(effective_mode(DeliveryMode::AtLeastOnce, false), DeliveryMode::AtMostOnce);
     }
 
     #[test]

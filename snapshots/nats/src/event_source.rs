@@ -21,6 +21,10 @@ use crate::delivery::{Event, Sink};
 /// Errors a consumer may end with; they are logged by the runtime.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Core NATS has no acknowledgements, so the runtime delivers at-most-once:
+/// a message is gone once received, whatever happens to its delivery.
+pub const ACKNOWLEDGES: bool = false;
+
 /// Where the Kubeless NATS trigger looked for NATS; override with `NATS_URL`.
 pub const DEFAULT_NATS_URL: &str = "nats://nats.nats-io.svc.cluster.local:4222";
 
