@@ -25,6 +25,8 @@ pub enum Error {
     Status { url: String, status: http::StatusCode },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("events for {url} lost before delivery: {cause}")]
+    Lost { url: String, cause: String },
 }
 
 impl Error {
@@ -41,6 +43,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Status { .. } => "DeliveryFailed",
             Error::Config(_) => "InvalidConfiguration",
+            Error::Lost { .. } => "EventsLost",
         }
     }
 }

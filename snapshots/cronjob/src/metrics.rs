@@ -19,6 +19,8 @@ pub struct Metrics {
     pub retried: Counter,
     /// Events that finally failed.
     pub failed: Counter,
+    /// Events a source reported lost before delivery (a lower bound).
+    pub lost: Counter,
     /// Event sources restarted after they failed or ended.
     pub consumer_restarts: Counter,
     /// Seconds from the first attempt to a 2xx answer.
@@ -46,6 +48,8 @@ impl Metrics {
             retried.clone(),
         );
         registry.register("events_failed", "Events that finally failed", failed.clone());
+        let lost = Counter::default();
+        registry.register("events_lost", "Events a source reported lost before delivery", lost.clone());
         let consumer_restarts = Counter::default();
         registry.register(
             "consumer_restarts",
@@ -62,6 +66,7 @@ impl Metrics {
             delivered,
             retried,
             failed,
+            lost,
             consumer_restarts,
             latency,
             registry: Arc::new(registry),

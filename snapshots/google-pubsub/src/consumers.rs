@@ -60,6 +60,8 @@ pub struct ConsumerContext {
     pub spec: TriggerSpec,
     /// When events are acknowledged; sources without acknowledgements can ignore it.
     pub delivery: DeliveryMode,
+    /// Deliveries the sink runs at once (`MAX_IN_FLIGHT`): size client-side buffers by it.
+    pub max_in_flight: usize,
 }
 
 /// A consumer that should be running.
@@ -285,8 +287,13 @@ impl Consumers {
         let failures = rt.recorder.clone().map(|r| FailureReporter::new(r, d.trigger.clone()));
         let sink = Sink::new(d.url.clone(), rt.invoker.clone(), options, rt.metrics.clone(), failures);
         let cancel = CancellationToken::new();
-        let context =
-            ConsumerContext { key: d.key.clone(), group: d.key.group(), spec, delivery: d.delivery };
+        let context = ConsumerContext {
+            key: d.key.clone(),
+            group: d.key.group(),
+            spec,
+            delivery: d.delivery,
+            max_in_flight: rt.max_in_flight,
+        };
         info!(group = %d.key.group(), url = %d.url, delivery = %d.delivery, "starting consumer");
         let health = Arc::new(Mutex::new(Health::Running));
         let supervisor = Supervisor {

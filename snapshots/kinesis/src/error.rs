@@ -26,6 +26,8 @@ pub enum Error {
     Status { url: String, status: http::StatusCode },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("events for {url} lost before delivery: {cause}")]
+    Lost { url: String, cause: String },
 }
 
 impl Error {
@@ -42,6 +44,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Status { .. } => "DeliveryFailed",
             Error::Config(_) => "InvalidConfiguration",
+            Error::Lost { .. } => "EventsLost",
         }
     }
 }

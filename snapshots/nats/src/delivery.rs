@@ -292,6 +292,18 @@ impl Sink {
         tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_ok()
     }
 
+    /// Count `count` events the source lost before handing them over (a
+    /// client buffer overflowed, say): logged, counted in
+    /// `kubeless_trigger_events_lost_total`, and published as an Event.
+    pub fn lost(&self, count: u64, cause: &str) {
+        self.inner.metrics.lost.inc_by(count);
+        let error = Error::Lost { url: self.inner.url.clone(), cause: cause.to_owned() };
+        warn!(count, error = %error, "events lost");
+        if let Some(failures) = &self.inner.failures {
+            failures.report(&error);
+        }
+    }
+
     /// Deliveries in flight now.
     pub fn in_flight(&self) -> usize {
         self.inner.tracker.len()
@@ -550,6 +562,15 @@ mod tests {
         assert_eq!(sink.deliver(Event::new("y")).await, Outcome::Failed);
         let second = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
         assert!(second.is_err(), "a second failure within a minute publishes nothing");
+    }
+
+    #[tokio::test]
+    async fn losses_reported_by_a_source_are_counted() {
+        let sink = sink("http://127.0.0.1:9", DeliveryMode::AtMostOnce, 1);
+        sink.lost(2, "buffer full");
+        sink.lost(1, "buffer full");
+        assert_eq!(sink.inner.metrics.lost.get(), 3);
+        assert!(sink.inner.metrics.encode().contains("kubeless_trigger_events_lost_total 3"));
     }
 
     #[test]

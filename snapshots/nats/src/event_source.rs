@@ -43,9 +43,22 @@ pub async fn consume(
     shutdown: CancellationToken,
 ) -> Result<(), SourceError> {
     let url = nats_url();
+    // No retry on the first connection: a failure ends this call, and the
+    // runtime restarts it with backoff and reports it in the trigger's status.
+    // The subscription buffer follows MAX_IN_FLIGHT; what overflows it is
+    // dropped by the client and counted (`kubeless_trigger_events_lost_total`).
+    let lost = sink.clone();
     let connecting = async_nats::ConnectOptions::new()
         .name(ctx.group.as_str())
-        .retry_on_initial_connect()
+        .subscription_capacity(ctx.max_in_flight.saturating_mul(SUBSCRIPTION_BUFFER_PER_SLOT).max(1))
+        .event_callback(move |event| {
+            let lost = lost.clone();
+            async move {
+                if let async_nats::Event::SlowConsumer(_) = event {
+                    lost.lost(1, "the NATS client dropped a message: the subscription buffer is full");
+                }
+            }
+        })
         .connect(url.as_str());
     let client = tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
@@ -61,18 +74,25 @@ pub async fn consume(
                     let subject = message.subject.to_string();
                     sink.send(Event::new(message.payload).with_topic(subject)).await;
                 }
-                None => {
-                    warn!(group = %ctx.group, "the NATS subscription ended");
-                    break;
-                }
+                None => return Err("the NATS subscription ended".into()),
             },
         }
     }
-    if let Err(e) = messages.unsubscribe().await {
-        warn!(error = %e, "unsubscribing failed");
+    // Drain: stop new messages, then hand over what the client already buffered.
+    if let Err(e) = messages.drain().await {
+        warn!(error = %e, "draining the subscription failed");
+        return Ok(());
+    }
+    while let Some(message) = messages.next().await {
+        let subject = message.subject.to_string();
+        sink.send(Event::new(message.payload).with_topic(subject)).await;
     }
     Ok(())
 }
+
+/// Subscription buffer per delivery slot (`MAX_IN_FLIGHT`): room for bursts
+/// while every slot is busy.
+const SUBSCRIPTION_BUFFER_PER_SLOT: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -130,7 +150,13 @@ mod tests {
         spec.topic = subject.clone();
         let key =
             ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
-        let ctx = ConsumerContext { group: key.group(), key, spec, delivery: DeliveryMode::AtLeastOnce };
+        let ctx = ConsumerContext {
+            group: key.group(),
+            key,
+            spec,
+            delivery: DeliveryMode::AtLeastOnce,
+            max_in_flight: 4,
+        };
         let options =
             SinkOptions { retry: RetryPolicy::default(), mode: DeliveryMode::AtLeastOnce, max_in_flight: 4 };
         let sink = Sink::new(url, Invoker::new(Duration::from_secs(5)), options, Metrics::new(), None);
