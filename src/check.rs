@@ -1,6 +1,11 @@
 //! `check`: compare a repository with a fresh render of its spec, in memory.
 //! No writes, no network. Drift is any generated file that is missing,
 //! differs or should be gone, and any lock that does not describe the render.
+//!
+//! The files are always compared with a render, never with the lock's hashes:
+//! the lock is a file in the repository like any other, so anyone who can
+//! edit a generated file can also edit its recorded hash. The lock only tells
+//! ownership and merge bases.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -58,29 +63,6 @@ impl LockState {
             _ => None,
         }
     }
-}
-
-/// Whether the lock proves `dir` current without rendering: it was written by
-/// this version with these templates for this spec, and every generated file
-/// it lists is on disk with the recorded hash. Rendering is deterministic, so
-/// a fresh render would be byte-identical; any doubt means a full check.
-pub fn unchanged_since_lock(dir: &Path, spec: &Spec, lock_state: &LockState) -> io::Result<bool> {
-    let Some(lock) = lock_state.lock() else { return Ok(false) };
-    if lock.tool_version != env!("CARGO_PKG_VERSION")
-        || lock.templates_hash != render::templates_hash()
-        || lock.spec_hash != lock::spec_hash(spec)
-    {
-        return Ok(false);
-    }
-    for entry in lock.files.iter().filter(|f| f.owner == Owner::Generated) {
-        match fs::read_to_string(dir.join(&entry.path)) {
-            Ok(text) if lock::hash(&text) == entry.hash => {}
-            Ok(_) => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
 }
 
 /// Compare `dir` with `render`, the fresh render of `spec`.

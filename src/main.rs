@@ -31,7 +31,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::New(args) => new(&args)?,
         Command::Generate(repo) => sync(&repo, Mode::Generate)?,
         Command::Update(repo) => sync(&repo, Mode::Update)?,
-        Command::Check { dir, format, full } => check(&dir, format, full)?,
+        Command::Check { dir, format, full: _ } => check(&dir, format)?,
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&spec::Spec::json_schema()).expect("schema serializes");
             writeln!(out, "{schema}")?;
@@ -68,13 +68,9 @@ fn open(dir: &Path) -> Result<Repo, CliError> {
     Ok(Repo { spec, lock })
 }
 
-fn check(dir: &Path, format: Format, full: bool) -> Result<(), CliError> {
+fn check(dir: &Path, format: Format) -> Result<(), CliError> {
     let repo = open(dir)?;
-    let report = if !full && check::unchanged_since_lock(dir, &repo.spec, &repo.lock)? {
-        check::Report::default()
-    } else {
-        check::check(dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?
-    };
+    let report = check::check(dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?;
     match format {
         Format::Text => print!("{}", report.text()),
         Format::Json => println!("{}", report.json()),

@@ -1,0 +1,80 @@
+//! What a hostile or damaged repository, lock, spec, signal or output stream
+//! can make the binary do: `check` cannot be talked out of a render, the lock
+//! cannot aim `generate` at files it does not own, writes are all-or-nothing,
+//! concurrent runs do not corrupt a repository, and output errors never panic.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use kubeless_trigger::lock::{LOCK_FILE, Lock, hash};
+use predicates::str::contains;
+use tempfile::TempDir;
+
+fn cli() -> Command {
+    let mut cmd = Command::cargo_bin("kubeless-trigger").expect("binary built");
+    cmd.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    cmd
+}
+
+/// A fresh `new nats --defaults` repository.
+fn repo() -> (TempDir, PathBuf) {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path().join("nats-trigger");
+    cli().args(["new", "nats", "--defaults", "-o"]).arg(&dir).assert().success();
+    (tmp, dir)
+}
+
+fn read(dir: &Path, path: &str) -> String {
+    fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn lock_of(dir: &Path) -> Lock {
+    Lock::parse(&read(dir, LOCK_FILE)).unwrap()
+}
+
+fn write_lock(dir: &Path, lock: &Lock) {
+    fs::write(dir.join(LOCK_FILE), lock.to_text()).unwrap();
+}
+
+fn check(dir: &Path) -> assert_cmd::assert::Assert {
+    cli().arg("check").arg(dir).assert()
+}
+
+// 1. `check` always renders: the lock cannot vouch for a file.
+
+#[test]
+fn check_is_not_fooled_by_a_lock_that_records_a_hand_edit() {
+    let (_tmp, dir) = repo();
+    let edited = read(&dir, "src/controller.rs") + "// hand edit\n";
+    fs::write(dir.join("src/controller.rs"), &edited).unwrap();
+    let mut lock = lock_of(&dir);
+    lock.files.iter_mut().find(|f| f.path == "src/controller.rs").unwrap().hash = hash(&edited);
+    write_lock(&dir, &lock);
+    check(&dir).code(1).stdout(contains("changed:    src/controller.rs"));
+}
+
+#[test]
+fn check_is_not_fooled_by_a_file_deleted_with_its_lock_entry() {
+    let (_tmp, dir) = repo();
+    fs::remove_file(dir.join("src/controller.rs")).unwrap();
+    let mut lock = lock_of(&dir);
+    lock.files.retain(|f| f.path != "src/controller.rs");
+    write_lock(&dir, &lock);
+    check(&dir).code(1).stdout(contains("missing:    src/controller.rs"));
+}
+
+#[test]
+fn check_is_not_fooled_by_a_truncated_lock() {
+    let (_tmp, dir) = repo();
+    let mut lock = lock_of(&dir);
+    lock.files.clear();
+    write_lock(&dir, &lock);
+    check(&dir).code(1).stdout(contains("does not list src/controller.rs"));
+}
+
+#[test]
+fn check_full_is_still_accepted() {
+    let (_tmp, dir) = repo();
+    cli().args(["check", "--full"]).arg(&dir).assert().success();
+}
