@@ -9,7 +9,6 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io;
 use std::path::Path;
 
 use serde::Serialize;
@@ -18,6 +17,7 @@ use similar::TextDiff;
 use crate::lock::{self, LOCK_FILE, Lock};
 use crate::plan::{Owner, Plan};
 use crate::render;
+use crate::repofile::{self, REPO_FILE_CAP, ReadError};
 use crate::spec::Spec;
 
 #[derive(Debug, Default, Serialize)]
@@ -46,15 +46,14 @@ pub enum LockState {
 }
 
 impl LockState {
-    pub fn read(dir: &Path) -> io::Result<LockState> {
-        match fs::read_to_string(dir.join(LOCK_FILE)) {
-            Ok(text) => Ok(match Lock::parse(&text) {
+    pub fn read(dir: &Path) -> Result<LockState, ReadError> {
+        Ok(match repofile::read_in(dir, LOCK_FILE, REPO_FILE_CAP)? {
+            Some(text) => match Lock::parse(&text) {
                 Ok(lock) => LockState::Found(lock),
                 Err(e) => LockState::Unreadable(e),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LockState::Missing),
-            Err(e) => Err(e),
-        }
+            },
+            None => LockState::Missing,
+        })
     }
 
     pub fn lock(&self) -> Option<&Lock> {
@@ -66,13 +65,12 @@ impl LockState {
 }
 
 /// Compare `dir` with `render`, the fresh render of `spec`.
-pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> io::Result<Report> {
+pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> Result<Report, ReadError> {
     let mut report = Report::default();
     for f in render.files.iter().filter(|f| f.owner == Owner::Generated) {
-        match fs::read_to_string(dir.join(&f.path)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => report.missing.push(f.path.clone()),
-            Err(e) => return Err(e),
-            Ok(actual) if actual != f.content => {
+        match repofile::read_in(dir, &f.path, REPO_FILE_CAP)? {
+            None => report.missing.push(f.path.clone()),
+            Some(actual) if actual != f.content => {
                 let diff = TextDiff::from_lines(&actual, &f.content)
                     .unified_diff()
                     .context_radius(3)
@@ -80,7 +78,7 @@ pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> 
                     .to_string();
                 report.changed.push(Changed { path: f.path.clone(), diff });
             }
-            Ok(_) => {}
+            Some(_) => {}
         }
     }
     match lock_state {
@@ -117,7 +115,7 @@ pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> 
                 }
             }
             for gone in lock.files.iter().filter(|l| l.owner == Owner::Generated) {
-                if render.get(&gone.path).is_none() && dir.join(&gone.path).exists() {
+                if render.get(&gone.path).is_none() && fs::symlink_metadata(dir.join(&gone.path)).is_ok() {
                     report.unexpected.push(gone.path.clone());
                 }
             }

@@ -2,6 +2,7 @@
 
 use crate::apply::ApplyError;
 use crate::render::RenderError;
+use crate::repofile::ReadError;
 use crate::spec::LoadError;
 
 /// Exit status for success.
@@ -29,6 +30,8 @@ pub enum CliError {
     Drift,
     #[error("{} file(s) have conflicts; resolve the markers, then commit:\n  {}", .0.len(), .0.join("\n  "))]
     Conflicts(Vec<String>),
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -38,6 +41,7 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Input(_) => EXIT_USAGE,
             CliError::Apply(ApplyError::NotEmpty(_) | ApplyError::NotADirectory(_)) => EXIT_USAGE,
+            CliError::Read(e) if e.is_refusal() => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }

@@ -16,5 +16,6 @@ pub mod plan;
 pub mod presets;
 pub mod prompt;
 pub mod render;
+pub mod repofile;
 pub mod spec;
 pub mod sync;

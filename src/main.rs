@@ -11,7 +11,7 @@ use kubeless_trigger::check::LockState;
 use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
 use kubeless_trigger::error::{CliError, EXIT_OK};
 use kubeless_trigger::sync::Mode;
-use kubeless_trigger::{apply, check, inputs, presets, render, spec, sync};
+use kubeless_trigger::{apply, check, inputs, presets, render, repofile, spec, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,13 +56,19 @@ struct Repo {
 
 fn open(dir: &Path) -> Result<Repo, CliError> {
     let path = dir.join(render::SPEC_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let not_a_repo = |why: String| {
         CliError::Usage(format!(
-            "{} is not a kubeless-trigger repository: cannot read {}: {e}",
+            "{} is not a kubeless-trigger repository: cannot read {}: {why}",
             dir.display(),
             path.display()
         ))
-    })?;
+    };
+    let text = match repofile::read_in(dir, render::SPEC_FILE, repofile::SPEC_CAP) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Err(not_a_repo("not found".into())),
+        Err(repofile::ReadError::Io { source, .. }) => return Err(not_a_repo(source.to_string())),
+        Err(refused) => return Err(refused.into()),
+    };
     let spec = spec::from_text(&text, &path.display().to_string())?;
     let lock = LockState::read(dir)?;
     Ok(Repo { spec, lock })

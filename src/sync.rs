@@ -2,8 +2,6 @@
 //! respecting ownership: `generate` (the spec changed) and `update` (the tool
 //! changed). Planning is pure; [`apply`] is the one step that writes.
 
-use std::fs;
-use std::io;
 use std::path::Path;
 
 use serde::Serialize;
@@ -12,6 +10,7 @@ use crate::apply::{self, ApplyError};
 use crate::lock::{self, LOCK_FILE, Lock, LockedFile};
 use crate::plan::{Owner, Plan, PlannedFile};
 use crate::render::SPEC_FILE;
+use crate::repofile::{self, REPO_FILE_CAP, ReadError};
 use crate::spec::Spec;
 
 /// What happens to one file.
@@ -81,17 +80,19 @@ pub enum Mode {
     Update,
 }
 
-fn read(dir: &Path, path: &str) -> io::Result<Option<String>> {
-    match fs::read_to_string(dir.join(path)) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+fn read(dir: &Path, path: &str) -> Result<Option<String>, ReadError> {
+    repofile::read_in(dir, path, REPO_FILE_CAP)
 }
 
 /// Decide, file by file, how to bring `dir` to `render` (the fresh render of
 /// `spec`), given the lock of the last render (if the repository has one).
-pub fn plan(dir: &Path, spec: &Spec, render: &Plan, old: Option<&Lock>, mode: Mode) -> io::Result<SyncPlan> {
+pub fn plan(
+    dir: &Path,
+    spec: &Spec,
+    render: &Plan,
+    old: Option<&Lock>,
+    mode: Mode,
+) -> Result<SyncPlan, ReadError> {
     let mut changes = Vec::new();
     let mut locked = Vec::new();
     for f in render.files.iter().filter(|f| f.path != SPEC_FILE) {

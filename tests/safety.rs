@@ -5,9 +5,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use kubeless_trigger::lock::{LOCK_FILE, Lock, hash};
+use predicates::prelude::*;
 use predicates::str::contains;
 use tempfile::TempDir;
 
@@ -77,4 +79,67 @@ fn check_is_not_fooled_by_a_truncated_lock() {
 fn check_full_is_still_accepted() {
     let (_tmp, dir) = repo();
     cli().args(["check", "--full"]).arg(&dir).assert().success();
+}
+
+// 2 and 9. Every read is of a regular file and capped.
+
+#[test]
+fn a_huge_spec_file_is_refused_naming_it() {
+    let tmp = TempDir::new().unwrap();
+    let spec = tmp.path().join("big.yaml");
+    let padding = "#".repeat(2 << 20);
+    fs::write(&spec, format!("formatVersion: 1\nsource: nats\nassociation: selector\n{padding}\n")).unwrap();
+    cli()
+        .args(["new", "--dry-run", "--spec"])
+        .arg(&spec)
+        .assert()
+        .code(2)
+        .stderr(contains("big.yaml").and(contains("larger than 1 MiB")));
+}
+
+#[cfg(unix)]
+#[test]
+fn an_endless_spec_is_refused_fast() {
+    cli()
+        .args(["new", "--dry-run", "--spec", "/dev/zero"])
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .code(2)
+        .stderr(contains("/dev/zero").and(contains("larger than 1 MiB")));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_where_a_generated_file_belongs_is_refused_not_read() {
+    let (_tmp, dir) = repo();
+    let path = dir.join("src/controller.rs");
+    fs::remove_file(&path).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&path).status().unwrap().success());
+    for command in ["check", "generate"] {
+        cli()
+            .arg(command)
+            .arg(&dir)
+            .timeout(Duration::from_secs(20))
+            .assert()
+            .code(2)
+            .stderr(contains("src/controller.rs").and(contains("not a regular file")));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_generated_file_is_refused_even_with_the_right_content() {
+    let (tmp, dir) = repo();
+    let outside = tmp.path().join("controller.rs");
+    fs::rename(dir.join("src/controller.rs"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("src/controller.rs")).unwrap();
+    check(&dir).code(2).stderr(contains("src/controller.rs").and(contains("a symlink")));
+}
+
+#[test]
+fn a_huge_generated_file_is_refused_naming_it() {
+    let (_tmp, dir) = repo();
+    let big = read(&dir, "src/controller.rs") + &"//\n".repeat(3 << 20);
+    fs::write(dir.join("src/controller.rs"), big).unwrap();
+    check(&dir).code(2).stderr(contains("src/controller.rs").and(contains("larger than 8 MiB")));
 }
