@@ -14,11 +14,11 @@ use std::path::Path;
 use serde::Serialize;
 use similar::TextDiff;
 
-use crate::lock::{self, LOCK_FILE, Lock};
+use crate::lock::{self, LOCK_FILE, Lock, LockError};
 use crate::plan::{Owner, Plan};
-use crate::render;
 use crate::repofile::{self, REPO_FILE_CAP, ReadError};
 use crate::spec::Spec;
+use crate::{provenance, render};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -38,6 +38,15 @@ pub struct Changed {
     pub diff: String,
 }
 
+/// Why a repository's lock cannot be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenLockError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Invalid(LockError),
+}
+
 /// The lock file as found in a repository.
 pub enum LockState {
     Missing,
@@ -46,11 +55,14 @@ pub enum LockState {
 }
 
 impl LockState {
-    pub fn read(dir: &Path) -> Result<LockState, ReadError> {
+    /// A lock that does not parse is reported (and rewritten by `generate`);
+    /// one that names a file the tool must never act on is an error.
+    pub fn read(dir: &Path) -> Result<LockState, OpenLockError> {
         Ok(match repofile::read_in(dir, LOCK_FILE, REPO_FILE_CAP)? {
             Some(text) => match Lock::parse(&text) {
                 Ok(lock) => LockState::Found(lock),
-                Err(e) => LockState::Unreadable(e),
+                Err(LockError::Syntax(e)) => LockState::Unreadable(e),
+                Err(e) => return Err(OpenLockError::Invalid(e)),
             },
             None => LockState::Missing,
         })
@@ -115,8 +127,16 @@ pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> 
                 }
             }
             for gone in lock.files.iter().filter(|l| l.owner == Owner::Generated) {
-                if render.get(&gone.path).is_none() && fs::symlink_metadata(dir.join(&gone.path)).is_ok() {
+                if render.get(&gone.path).is_some() || fs::symlink_metadata(dir.join(&gone.path)).is_err() {
+                    continue;
+                }
+                if provenance::could_generate(&gone.path) {
                     report.unexpected.push(gone.path.clone());
+                } else {
+                    report.lock.push(format!(
+                        "{LOCK_FILE} lists {} as generated, but no template writes that path",
+                        gone.path
+                    ));
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The CLI's error type and its exit codes.
 
 use crate::apply::ApplyError;
+use crate::check::OpenLockError;
 use crate::render::RenderError;
 use crate::repofile::ReadError;
 use crate::spec::LoadError;
@@ -32,6 +33,8 @@ pub enum CliError {
     Conflicts(Vec<String>),
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error(transparent)]
+    Lock(#[from] OpenLockError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -42,6 +45,8 @@ impl CliError {
             CliError::Usage(_) | CliError::Input(_) => EXIT_USAGE,
             CliError::Apply(ApplyError::NotEmpty(_) | ApplyError::NotADirectory(_)) => EXIT_USAGE,
             CliError::Read(e) if e.is_refusal() => EXIT_USAGE,
+            CliError::Lock(OpenLockError::Read(e)) if !e.is_refusal() => EXIT_FAILURE,
+            CliError::Lock(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }

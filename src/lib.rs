@@ -15,6 +15,7 @@ pub mod names;
 pub mod plan;
 pub mod presets;
 pub mod prompt;
+pub mod provenance;
 pub mod render;
 pub mod repofile;
 pub mod spec;
