@@ -2,6 +2,7 @@
 
 use crate::apply::ApplyError;
 use crate::check::OpenLockError;
+use crate::guard::GuardError;
 use crate::render::RenderError;
 use crate::repofile::ReadError;
 use crate::spec::LoadError;
@@ -32,6 +33,8 @@ pub enum CliError {
     #[error("{} file(s) have conflicts; resolve the markers, then commit:\n  {}", .0.len(), .0.join("\n  "))]
     Conflicts(Vec<String>),
     #[error(transparent)]
+    Guard(#[from] GuardError),
+    #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
     Lock(#[from] OpenLockError),
@@ -43,7 +46,14 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) | CliError::Input(_) => EXIT_USAGE,
-            CliError::Apply(ApplyError::NotEmpty(_) | ApplyError::NotADirectory(_)) => EXIT_USAGE,
+            CliError::Apply(
+                ApplyError::NotEmpty(_)
+                | ApplyError::NotADirectory(_)
+                | ApplyError::Conflict { .. }
+                | ApplyError::Guard(GuardError::Busy(_)),
+            ) => EXIT_USAGE,
+            CliError::Guard(GuardError::Busy(_)) => EXIT_USAGE,
+            CliError::Apply(ApplyError::Interrupted(signal)) => crate::signals::exit_code(*signal),
             CliError::Read(e) if e.is_refusal() => EXIT_USAGE,
             CliError::Lock(OpenLockError::Read(e)) if !e.is_refusal() => EXIT_FAILURE,
             CliError::Lock(_) => EXIT_USAGE,

@@ -11,11 +11,22 @@ use kubeless_trigger::check::LockState;
 use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
 use kubeless_trigger::error::{CliError, EXIT_OK};
 use kubeless_trigger::sync::Mode;
-use kubeless_trigger::{apply, check, inputs, presets, render, repofile, spec, sync};
+use kubeless_trigger::{apply, check, inputs, presets, render, repofile, signals, spec, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    if let Err(e) = signals::install() {
+        eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interrupted write may leave files behind");
+    }
+    let result = run(cli);
+    if let Some(signal) = signals::pending() {
+        // Arrived after the last write was checked: the work is complete.
+        if result.is_ok() {
+            eprintln!("interrupted by {} after every change was written", signals::name(signal));
+            return ExitCode::from(signals::exit_code(signal));
+        }
+    }
+    match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             let text = e.to_string();

@@ -217,3 +217,189 @@ fn a_user_file_claimed_by_the_lock_is_never_removed() {
     cli().arg("generate").arg(&dir).assert().success();
     assert!(dir.join("MYNOTES.md").is_file());
 }
+
+// 3. Writes are all or nothing.
+
+const NEW_FIELD: &str = "- name: maxInFlight\n  type: integer\n  default: 10\n  minimum: 1\n";
+
+/// Every file, directory and symlink under `dir`, relative, with its bytes
+/// (and mode), so a restored tree compares equal only when it is identical.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in fs::read_dir(dir).expect("readable dir").flatten() {
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                out.push((format!("{rel}/"), Vec::new()));
+                walk(root, &path, out);
+            } else {
+                #[cfg(unix)]
+                let rel = format!("{rel} {:o}", std::os::unix::fs::PermissionsExt::mode(&meta.permissions()));
+                out.push((rel, fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn staging_leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".kubeless-trigger-staging"))
+        .collect()
+}
+
+#[test]
+fn a_file_where_a_directory_must_go_is_refused_before_anything_is_written() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("pf");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("src"), "x").unwrap();
+    let before = tree(&out);
+    cli()
+        .args(["new", "nats", "--defaults", "--force", "-o"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(contains("src is a file where a directory must go"));
+    assert_eq!(tree(&out), before);
+}
+
+#[test]
+fn a_directory_where_a_file_must_go_is_refused_before_anything_is_written() {
+    let (_tmp, dir) = repo();
+    fs::write(dir.join("trigger.yaml"), read(&dir, "trigger.yaml") + NEW_FIELD).unwrap();
+    fs::remove_file(dir.join("src/controller.rs")).unwrap();
+    fs::create_dir(dir.join("src/controller.rs")).unwrap();
+    let before = tree(&dir);
+    cli()
+        .arg("generate")
+        .arg(&dir)
+        .assert()
+        .code(2)
+        .stderr(contains("src/controller.rs").and(contains("directory")));
+    cli()
+        .args(["new", "nats", "--defaults", "--force", "-o"])
+        .arg(&dir)
+        .assert()
+        .code(2)
+        .stderr(contains("src/controller.rs is a directory where a file must go"));
+    assert_eq!(tree(&dir), before);
+}
+
+/// Fail `generate` at every step, from staging to the lock: each time the
+/// repository is exactly as before, and no table claims otherwise.
+#[test]
+fn a_generate_that_fails_at_any_step_changes_nothing() {
+    let (_tmp, dir) = repo();
+    fs::write(dir.join("trigger.yaml"), read(&dir, "trigger.yaml") + NEW_FIELD).unwrap();
+    let plan = cli().args(["generate", "--dry-run"]).arg(&dir).assert().success().get_output().stdout.clone();
+    let changes = String::from_utf8(plan)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("updated") || l.starts_with("created") || l.starts_with("removed"))
+        .count();
+    assert!(changes >= 2, "a field touches several files");
+    let before = tree(&dir);
+    // Steps: 0 after staging, one per file moved into place, the last the lock.
+    for step in 0..=changes + 1 {
+        cli()
+            .arg("generate")
+            .arg(&dir)
+            .env("KUBELESS_TRIGGER_TEST_FAIL_AT", step.to_string())
+            .assert()
+            .code(1)
+            .stderr(contains("injected failure").and(contains("nothing was changed")));
+        assert_eq!(tree(&dir), before, "failure at step {step} left changes");
+    }
+    cli().arg("generate").arg(&dir).assert().success().stdout(contains("updated"));
+    check(&dir).success();
+}
+
+#[test]
+fn a_new_over_existing_files_that_fails_restores_them() {
+    let (_tmp, dir) = repo();
+    fs::write(dir.join("README.md"), "my notes\n").unwrap();
+    fs::write(dir.join("Makefile"), "# mine\n").unwrap();
+    let before = tree(&dir);
+    cli()
+        .args(["new", "nats", "--defaults", "--force", "-o"])
+        .arg(&dir)
+        .env("KUBELESS_TRIGGER_TEST_FAIL_AT", "20")
+        .assert()
+        .code(1);
+    assert_eq!(tree(&dir), before);
+}
+
+#[test]
+fn leftovers_of_a_dead_run_never_block_a_rerun() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("out");
+    // The fixed name older versions used, and one of a killed run.
+    for leftover in [".kubeless-trigger-staging/src", ".kubeless-trigger-staging-4194305-00ff/new/src"] {
+        fs::create_dir_all(out.join(leftover)).unwrap();
+        fs::write(out.join(leftover).join("main.rs"), "// half\n").unwrap();
+    }
+    cli().args(["new", "nats", "--defaults", "-o"]).arg(&out).assert().success();
+    assert_eq!(staging_leftovers(&out), Vec::<String>::new());
+    check(&out).success();
+}
+
+#[cfg(unix)]
+mod signals {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    /// Run the binary paused at `step`, send `signal` once it says so, and
+    /// return its exit code.
+    fn interrupt(args: &[&str], dir: &Path, step: usize, signal: &str) -> Option<i32> {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubeless-trigger"))
+            .args(args)
+            .arg(dir)
+            .env("KUBELESS_TRIGGER_TEST_PAUSE_AT", step.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let paused = stderr.by_ref().any(|line| line.unwrap().contains("test hook: paused"));
+        assert!(paused, "the run never reached step {step}");
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let rest: Vec<String> = stderr.map(Result::unwrap).collect();
+        assert!(rest.iter().any(|l| l.contains("interrupted by SIG")), "{rest:?}");
+        child.wait().unwrap().code()
+    }
+
+    #[test]
+    fn sigterm_during_new_leaves_nothing_behind_and_a_rerun_works() {
+        let tmp = TempDir::new().unwrap();
+        let out = tmp.path().join("out");
+        assert_eq!(interrupt(&["new", "nats", "--defaults", "-o"], &out, 3, "TERM"), Some(143));
+        assert!(!out.exists(), "the directory this run created is gone");
+        cli().args(["new", "nats", "--defaults", "-o"]).arg(&out).assert().success();
+        check(&out).success();
+    }
+
+    #[test]
+    fn sigint_during_generate_restores_the_repository() {
+        let (_tmp, dir) = repo();
+        fs::write(dir.join("trigger.yaml"), read(&dir, "trigger.yaml") + NEW_FIELD).unwrap();
+        let before = tree(&dir);
+        assert_eq!(interrupt(&["generate"], &dir, 2, "INT"), Some(130));
+        assert_eq!(tree(&dir), before);
+        cli().arg("generate").arg(&dir).assert().success();
+        check(&dir).success();
+    }
+}
