@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser};
 use kubeless_trigger::check::LockState;
 use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
 use kubeless_trigger::error::{CliError, EXIT_OK};
+use kubeless_trigger::guard::RepoGuard;
 use kubeless_trigger::sync::Mode;
 use kubeless_trigger::{apply, check, inputs, presets, render, repofile, signals, spec, sync};
 
@@ -85,7 +86,19 @@ fn open(dir: &Path) -> Result<Repo, CliError> {
     Ok(Repo { spec, lock })
 }
 
+/// Lock `dir` against concurrent writers (`exclusive`) or only readers.
+fn guard(dir: &Path, exclusive: bool) -> Result<RepoGuard, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "{} is not a kubeless-trigger repository: not a directory",
+            dir.display()
+        )));
+    }
+    Ok(if exclusive { RepoGuard::exclusive(dir)? } else { RepoGuard::shared(dir)? })
+}
+
 fn check(dir: &Path, format: Format) -> Result<(), CliError> {
+    let _guard = guard(dir, false)?;
     let repo = open(dir)?;
     let report = check::check(dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?;
     match format {
@@ -95,7 +108,11 @@ fn check(dir: &Path, format: Format) -> Result<(), CliError> {
     if report.is_clean() { Ok(()) } else { Err(CliError::Drift) }
 }
 
+/// Read, plan and write under one exclusive guard, so no other run changes
+/// the files between the plan and the writes; the table is printed only
+/// once the writes succeeded, so it never reports changes that did not happen.
 fn sync(args: &RepoArgs, mode: Mode) -> Result<(), CliError> {
+    let _guard = guard(&args.dir, !args.dry_run)?;
     let repo = open(&args.dir)?;
     if let LockState::Unreadable(e) = &repo.lock
         && mode == Mode::Update
@@ -106,12 +123,13 @@ fn sync(args: &RepoArgs, mode: Mode) -> Result<(), CliError> {
         )));
     }
     let plan = sync::plan(&args.dir, &repo.spec, &render::render(&repo.spec)?, repo.lock.lock(), mode)?;
-    print!("{}", plan.table(args.dry_run));
     if args.dry_run {
+        print!("{}", plan.table(true));
         eprintln!("dry run: nothing written");
         return Ok(());
     }
     plan.apply(&args.dir)?;
+    print!("{}", plan.table(false));
     let conflicts = plan.conflicts();
     if conflicts.is_empty() {
         Ok(())

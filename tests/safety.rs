@@ -315,7 +315,8 @@ fn a_generate_that_fails_at_any_step_changes_nothing() {
             .env("KUBELESS_TRIGGER_TEST_FAIL_AT", step.to_string())
             .assert()
             .code(1)
-            .stderr(contains("injected failure").and(contains("nothing was changed")));
+            .stderr(contains("injected failure").and(contains("nothing was changed")))
+            .stdout(contains("ACTION").not());
         assert_eq!(tree(&dir), before, "failure at step {step} left changes");
     }
     cli().arg("generate").arg(&dir).assert().success().stdout(contains("updated"));
@@ -401,5 +402,43 @@ mod signals {
         assert_eq!(tree(&dir), before);
         cli().arg("generate").arg(&dir).assert().success();
         check(&dir).success();
+    }
+}
+
+// 4. Concurrent runs.
+
+#[test]
+fn concurrent_generates_never_corrupt_a_repository() {
+    let (_tmp, dir) = repo();
+    let bin = assert_cmd::cargo::cargo_bin("kubeless-trigger");
+    for round in 0..3 {
+        let spec = read(&dir, "trigger.yaml");
+        let spec = if round % 2 == 0 { spec + NEW_FIELD } else { spec.replace(NEW_FIELD, "") };
+        fs::write(dir.join("trigger.yaml"), spec).unwrap();
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(&bin)
+                    .arg("generate")
+                    .arg(&dir)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            match out.status.code() {
+                Some(0) => {}
+                Some(2) => assert!(
+                    stderr.contains("another kubeless-trigger is writing this repository"),
+                    "{stderr}"
+                ),
+                code => panic!("round {round}: exit {code:?}: {stderr}"),
+            }
+        }
+        check(&dir).success();
+        assert_eq!(staging_leftovers(&dir), Vec::<String>::new());
     }
 }
