@@ -38,6 +38,8 @@ pub enum CliError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Lock(#[from] OpenLockError),
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

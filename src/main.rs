@@ -1,7 +1,7 @@
 //! The `kubeless-trigger` command: parse the command line, run the pipeline,
 //! map errors to exit codes.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -17,13 +17,15 @@ use kubeless_trigger::{apply, check, inputs, presets, render, repofile, signals,
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = signals::install() {
-        eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interrupted write may leave files behind");
+        say(&format!(
+            "warning: cannot handle SIGINT/SIGTERM ({e}); an interrupted write may leave files behind"
+        ));
     }
     let result = run(cli);
     if let Some(signal) = signals::pending() {
         // Arrived after the last write was checked: the work is complete.
         if result.is_ok() {
-            eprintln!("interrupted by {} after every change was written", signals::name(signal));
+            say(&format!("interrupted by {} after every change was written", signals::name(signal)));
             return ExitCode::from(signals::exit_code(signal));
         }
     }
@@ -31,14 +33,30 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             let text = e.to_string();
-            eprintln!("error: {}", text.trim_end());
+            say(&format!("error: {}", text.trim_end()));
             ExitCode::from(e.exit_code())
         }
     }
 }
 
+/// Write data to stdout. A reader that went away (`| head`) is not an
+/// error: the command goes on as if its output had been read, and exits
+/// with the status it would have had. Any other failure (a full disk) is.
+fn emit(text: &str) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Talk to the person on stderr. If stderr itself is gone there is nobody
+/// to tell, and that must not turn into a panic.
+fn say(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
-    let mut out = std::io::stdout().lock();
     match cli.command {
         Command::New(args) => new(&args)?,
         Command::Generate(repo) => sync(&repo, Mode::Generate)?,
@@ -46,15 +64,17 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Check { dir, format, full: _ } => check(&dir, format)?,
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&spec::Spec::json_schema()).expect("schema serializes");
-            writeln!(out, "{schema}")?;
+            emit(&format!("{schema}\n"))?;
         }
         Command::Presets => {
-            for p in presets::all() {
-                writeln!(out, "{:<10} {}", p.name, p.summary())?;
-            }
+            let list: String =
+                presets::all().iter().map(|p| format!("{:<10} {}\n", p.name, p.summary())).collect();
+            emit(&list)?;
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "kubeless-trigger", &mut out);
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kubeless-trigger", &mut script);
+            emit(&String::from_utf8_lossy(&script))?;
         }
     }
     Ok(())
@@ -102,8 +122,8 @@ fn check(dir: &Path, format: Format) -> Result<(), CliError> {
     let repo = open(dir)?;
     let report = check::check(dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?;
     match format {
-        Format::Text => print!("{}", report.text()),
-        Format::Json => println!("{}", report.json()),
+        Format::Text => emit(&report.text())?,
+        Format::Json => emit(&format!("{}\n", report.json()))?,
     }
     if report.is_clean() { Ok(()) } else { Err(CliError::Drift) }
 }
@@ -124,12 +144,12 @@ fn sync(args: &RepoArgs, mode: Mode) -> Result<(), CliError> {
     }
     let plan = sync::plan(&args.dir, &repo.spec, &render::render(&repo.spec)?, repo.lock.lock(), mode)?;
     if args.dry_run {
-        print!("{}", plan.table(true));
-        eprintln!("dry run: nothing written");
+        emit(&plan.table(true))?;
+        say("dry run: nothing written");
         return Ok(());
     }
     plan.apply(&args.dir)?;
-    print!("{}", plan.table(false));
+    emit(&plan.table(false))?;
     let conflicts = plan.conflicts();
     if conflicts.is_empty() {
         Ok(())
@@ -142,12 +162,16 @@ fn new(args: &NewArgs) -> Result<(), CliError> {
     let resolved = inputs::resolve(args)?;
     let plan = render::repository(&resolved.spec)?;
     if args.dry_run {
-        print!("{}", plan.table());
-        eprintln!("dry run: {} files for {}; nothing written", plan.files.len(), resolved.output.display());
+        emit(&plan.table())?;
+        say(&format!(
+            "dry run: {} files for {}; nothing written",
+            plan.files.len(),
+            resolved.output.display()
+        ));
         return Ok(());
     }
     apply::write(&plan, &resolved.output, args.force)?;
-    eprintln!("wrote {} files to {}", plan.files.len(), resolved.output.display());
-    eprintln!("next: cd {} && cargo test", resolved.output.display());
+    say(&format!("wrote {} files to {}", plan.files.len(), resolved.output.display()));
+    say(&format!("next: cd {} && cargo test", resolved.output.display()));
     Ok(())
 }

@@ -442,3 +442,68 @@ fn concurrent_generates_never_corrupt_a_repository() {
         assert_eq!(staging_leftovers(&dir), Vec::<String>::new());
     }
 }
+
+// 9. Output errors never panic.
+
+#[cfg(unix)]
+mod output {
+    use super::*;
+    use std::process::Stdio;
+
+    fn bin() -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kubeless-trigger"));
+        cmd.env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Run with stdout a pipe whose reader is already gone (`| head -c1`
+    /// after the first byte); the exit code and stderr.
+    fn into_closed_pipe(cmd: &mut std::process::Command) -> (Option<i32>, String) {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    fn into_full_disk(cmd: &mut std::process::Command) -> (Option<i32>, String) {
+        let full = fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let out = cmd.stdout(full).stderr(Stdio::piped()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    #[test]
+    fn a_reader_that_went_away_ends_the_output_quietly() {
+        let (_tmp, dir) = repo();
+        let (code, stderr) = into_closed_pipe(bin().arg("check").arg(&dir));
+        assert_eq!((code, stderr.as_str()), (Some(0), ""));
+        fs::write(dir.join("Makefile"), "drift\n").unwrap();
+        let (code, stderr) = into_closed_pipe(bin().arg("check").arg(&dir));
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        for args in [&["schema"][..], &["presets"], &["completions", "bash"], &["new", "nats", "--dry-run"]] {
+            let (code, stderr) = into_closed_pipe(bin().args(args));
+            assert_eq!(code, Some(0), "{args:?}: {stderr}");
+            assert!(!stderr.contains("panicked") && !stderr.contains("error"), "{args:?}: {stderr}");
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_not_a_panic() {
+        let (_tmp, dir) = repo();
+        let check = [&["check"][..], &["check", "--format", "json"]];
+        for args in check.into_iter().chain([&["schema"][..], &["presets"], &["completions", "bash"]]) {
+            let mut cmd = bin();
+            cmd.args(args);
+            if args[0] == "check" {
+                cmd.arg(&dir);
+            }
+            let (code, stderr) = into_full_disk(&mut cmd);
+            assert_eq!(code, Some(1), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains("cannot write the output") && stderr.contains("No space left"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+}
