@@ -1,14 +1,28 @@
-//! Apply: the only side effect. Writes a plan into a directory all-or-nothing:
-//! every file is staged in a hidden directory inside the output first, then
-//! moved into place; nothing is written outside the output directory.
+//! Apply: the only side effect. Writes a plan into a directory
+//! all-or-nothing. Every target is checked before anything is written (a file
+//! where a directory must go, or the other way round, is an error up front);
+//! new contents are staged in a hidden directory unique to this run inside
+//! the output; then each is moved into place, the file it replaces moved
+//! aside first, so that any failure, or SIGINT/SIGTERM, moves everything
+//! back. The lock file is moved in last, so it never describes files that
+//! are not there. Nothing is written outside the output directory.
+//!
+//! Callers hold the repository's [`RepoGuard`](crate::guard::RepoGuard)
+//! (`write` takes it itself), so no other run writes meanwhile, and any
+//! staging directory found is the leftover of a run that died.
 
 use std::fs;
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use crate::plan::Plan;
+use crate::guard::{GuardError, RepoGuard};
+use crate::lock::LOCK_FILE;
+use crate::plan::{Plan, PlannedFile};
+use crate::{signals, testhook};
 
-/// Where files are staged, inside the output directory.
+/// Prefix of the staging directories, inside the output directory; each run
+/// appends its pid and a random number.
 const STAGING: &str = ".kubeless-trigger-staging";
 
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +33,20 @@ pub enum ApplyError {
     NotADirectory(PathBuf),
     #[error("refusing to write {path:?}: {why}")]
     UnsafePath { path: String, why: &'static str },
-    #[error("failed to write {}: {source}", path.display())]
+    #[error("cannot write {path}: {blocker} is {why}; nothing was written")]
+    Conflict { path: String, blocker: String, why: &'static str },
+    #[error("failed to write {}: {source}; nothing was changed", path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    #[error("interrupted by {}; nothing was changed", signals::name(*.0))]
+    Interrupted(i32),
+    #[error(
+        "{failure}\nrestoring the previous files failed too:\n  {}\nthe previous files are kept in {}",
+        problems.join("\n  "),
+        staging.display()
+    )]
+    RollbackFailed { failure: Box<ApplyError>, problems: Vec<String>, staging: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ApplyError + '_ {
@@ -28,62 +54,131 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ApplyError + '_ {
 }
 
 /// Write every file of `plan` under `out`. Without `force`, `out` must be
-/// missing or empty. On error, a directory this call created is removed
-/// again and an existing one keeps its files.
+/// missing or empty (leftovers of runs that died do not count). On error, a
+/// directory this call created is removed again and an existing one keeps
+/// its files, byte for byte.
 pub fn write(plan: &Plan, out: &Path, force: bool) -> Result<(), ApplyError> {
     for f in &plan.files {
         check_relative(&f.path)?;
     }
+    let _critical = signals::critical();
     let created = match fs::symlink_metadata(out) {
         Ok(meta) if !meta.is_dir() => return Err(ApplyError::NotADirectory(out.to_owned())),
-        Ok(_) => {
-            let empty = fs::read_dir(out).map_err(io_err(out))?.next().is_none();
-            if !empty && !force {
-                return Err(ApplyError::NotEmpty(out.to_owned()));
-            }
-            false
-        }
+        Ok(_) => false,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(out).map_err(io_err(out))?;
-            true
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            match fs::create_dir(out) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(io_err(out)(e)),
+            }
         }
         Err(e) => return Err(io_err(out)(e)),
     };
-
-    let result = write_changes(plan, &[], out);
-    if result.is_err() && created {
+    let result = RepoGuard::exclusive(out).map_err(ApplyError::from).and_then(|_guard| {
+        clear_leftovers(out)?;
+        if !created && !force && !is_empty(out)? {
+            return Err(ApplyError::NotEmpty(out.to_owned()));
+        }
+        write_changes(plan, &[], out)
+    });
+    if created && matches!(&result, Err(e) if !matches!(e, ApplyError::Guard(_))) {
         let _ = fs::remove_dir_all(out);
     }
     result
 }
 
-/// Write `plan` into the existing directory `dir` and delete `removals`
-/// (relative paths). Every new file is staged before anything is moved into
-/// place; removals come last.
-pub fn write_changes(plan: &Plan, removals: &[String], dir: &Path) -> Result<(), ApplyError> {
-    for path in plan.files.iter().map(|f| &f.path).chain(removals) {
-        check_relative(path)?;
-        check_no_symlink(dir, path)?;
+fn is_empty(dir: &Path) -> Result<bool, ApplyError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if !entry.file_name().to_string_lossy().starts_with(STAGING) {
+            return Ok(false);
+        }
     }
-    let staging = dir.join(STAGING);
-    let result = stage(plan, &staging).and_then(|()| commit(plan, &staging, dir));
-    let _ = fs::remove_dir_all(&staging);
-    result?;
-    for path in removals {
-        let target = dir.join(path);
-        fs::remove_file(&target).map_err(io_err(&target))?;
+    Ok(true)
+}
+
+/// Remove the staging directories of runs that died (the caller holds the
+/// guard, so no live run owns one). One that holds files moved aside (the
+/// only copy of what a killed run was replacing) is kept and reported.
+fn clear_leftovers(dir: &Path) -> Result<(), ApplyError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if !entry.file_name().to_string_lossy().starts_with(STAGING) {
+            continue;
+        }
+        let path = entry.path();
+        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if is_dir && fs::read_dir(path.join(ASIDE)).is_ok_and(|mut d| d.next().is_some()) {
+            eprintln!(
+                "warning: {} holds files that a killed kubeless-trigger run had moved aside; \
+                 restore what you need from it, then delete it",
+                path.display()
+            );
+            continue;
+        }
+        let removed = if is_dir { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        removed.map_err(io_err(&path))?;
     }
     Ok(())
 }
 
-/// Refuse a path whose existing components include a symlink, which could
-/// lead a write or a removal outside the directory.
-fn check_no_symlink(dir: &Path, path: &str) -> Result<(), ApplyError> {
+/// Write `plan` into the existing directory `dir` and delete `removals`
+/// (relative paths), all or nothing; the lock file, if in `plan`, last.
+pub fn write_changes(plan: &Plan, removals: &[String], dir: &Path) -> Result<(), ApplyError> {
+    let _critical = signals::critical();
+    for f in &plan.files {
+        check_relative(&f.path)?;
+        check_target(dir, &f.path, false)?;
+    }
+    for path in removals {
+        check_relative(path)?;
+        check_target(dir, path, true)?;
+    }
+    clear_leftovers(dir)?;
+    let mut txn = Transaction::begin(dir)?;
+    match txn.run(plan, removals) {
+        Ok(()) => {
+            txn.finish();
+            Ok(())
+        }
+        Err(e) => Err(txn.roll_back(e)),
+    }
+}
+
+/// Refuse, before anything is written, a target that a move could not
+/// replace: a symlink anywhere on its path (it could lead outside), a file
+/// where a directory must go, a directory or special file where a file must
+/// go. `removal`: the target must be a regular file if it exists.
+fn check_target(dir: &Path, path: &str, removal: bool) -> Result<(), ApplyError> {
+    let parts: Vec<Component> = Path::new(path).components().collect();
     let mut at = dir.to_owned();
-    for part in Path::new(path).components() {
+    for (i, part) in parts.iter().enumerate() {
         at.push(part);
-        if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+        let meta = match fs::symlink_metadata(&at) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&at)(e)),
+        };
+        let conflict = |why| {
+            let blocker = parts[..=i].iter().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>();
+            Err(ApplyError::Conflict { path: path.to_owned(), blocker: blocker.join("/"), why })
+        };
+        let last = i + 1 == parts.len();
+        if meta.file_type().is_symlink() {
             return Err(ApplyError::UnsafePath { path: path.to_owned(), why: "a symlink is in the way" });
+        } else if !last && !meta.is_dir() {
+            return conflict("a file where a directory must go");
+        } else if last && meta.is_dir() {
+            return conflict("a directory where a file must go");
+        } else if last && !meta.is_file() {
+            return conflict(if removal {
+                "not a regular file"
+            } else {
+                "a special file where a file must go"
+            });
         }
     }
     Ok(())
@@ -99,20 +194,81 @@ fn check_relative(path: &str) -> Result<(), ApplyError> {
     if !p.components().all(|c| matches!(c, Component::Normal(_))) {
         return bad("path leaves the output directory");
     }
-    if p.components().next().is_some_and(|c| c.as_os_str() == STAGING) {
+    if p.components().next().is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(STAGING)) {
         return bad("path is the tool's staging directory");
     }
     Ok(())
 }
 
-fn stage(plan: &Plan, staging: &Path) -> Result<(), ApplyError> {
-    if fs::symlink_metadata(staging).is_ok() {
-        fs::remove_dir_all(staging).map_err(io_err(staging))?;
+/// Inside the staging directory: new contents, and the files they replace.
+const STAGED: &str = "new";
+const ASIDE: &str = "old";
+
+/// One step done, and how to undo it.
+enum Step {
+    /// A directory created for a target.
+    MadeDir(PathBuf),
+    /// The file at `target` moved to `aside`.
+    MovedAside { target: PathBuf, aside: PathBuf },
+    /// A staged file moved to `target`.
+    Placed(PathBuf),
+}
+
+struct Transaction {
+    dir: PathBuf,
+    staging: PathBuf,
+    done: Vec<Step>,
+}
+
+impl Transaction {
+    /// A staging directory of its own: pid and a random number, so a leftover
+    /// of another run never collides with it.
+    fn begin(dir: &Path) -> Result<Transaction, ApplyError> {
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let staging = dir.join(format!("{STAGING}-{}-{random:016x}", std::process::id()));
+        fs::create_dir(&staging).map_err(io_err(&staging))?;
+        Ok(Transaction { dir: dir.to_owned(), staging, done: Vec::new() })
     }
-    for f in &plan.files {
-        let path = staging.join(&f.path);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
+
+    fn run(&mut self, plan: &Plan, removals: &[String]) -> Result<(), ApplyError> {
+        for f in &plan.files {
+            self.stage(f)?;
+        }
+        let mut step = 0;
+        self.step(step)?;
+        let (lock, files): (Vec<&PlannedFile>, Vec<&PlannedFile>) =
+            plan.files.iter().partition(|f| f.path == LOCK_FILE);
+        for f in files {
+            self.place(&f.path)?;
+            step += 1;
+            self.step(step)?;
+        }
+        for path in removals {
+            self.move_aside(path)?;
+            step += 1;
+            self.step(step)?;
+        }
+        for f in lock {
+            self.place(&f.path)?;
+            step += 1;
+            self.step(step)?;
+        }
+        Ok(())
+    }
+
+    /// Between two steps: stop on a signal (or an injected test failure).
+    fn step(&self, n: usize) -> Result<(), ApplyError> {
+        testhook::at(n).map_err(io_err(&self.dir))?;
+        match signals::pending() {
+            Some(signal) => Err(ApplyError::Interrupted(signal)),
+            None => Ok(()),
+        }
+    }
+
+    fn stage(&self, f: &PlannedFile) -> Result<(), ApplyError> {
+        let path = self.staging.join(STAGED).join(&f.path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
         fs::write(&path, &f.content).map_err(io_err(&path))?;
         #[cfg(unix)]
@@ -120,20 +276,76 @@ fn stage(plan: &Plan, staging: &Path) -> Result<(), ApplyError> {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io_err(&path))?;
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Move the staged files into place.
-fn commit(plan: &Plan, staging: &Path, out: &Path) -> Result<(), ApplyError> {
-    for f in &plan.files {
-        let target = out.join(&f.path);
-        if let Some(dir) = target.parent() {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
+    /// Move the staged `path` into place, the file it replaces aside first.
+    fn place(&mut self, path: &str) -> Result<(), ApplyError> {
+        let target = self.dir.join(path);
+        self.make_parents(path)?;
+        if fs::symlink_metadata(&target).is_ok() {
+            self.move_aside(path)?;
         }
-        fs::rename(staging.join(&f.path), &target).map_err(io_err(&target))?;
+        fs::rename(self.staging.join(STAGED).join(path), &target).map_err(io_err(&target))?;
+        self.done.push(Step::Placed(target));
+        Ok(())
     }
-    Ok(())
+
+    fn move_aside(&mut self, path: &str) -> Result<(), ApplyError> {
+        let target = self.dir.join(path);
+        let aside = self.staging.join(ASIDE).join(path);
+        if let Some(parent) = aside.parent() {
+            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        fs::rename(&target, &aside).map_err(io_err(&target))?;
+        self.done.push(Step::MovedAside { target, aside });
+        Ok(())
+    }
+
+    /// Create the missing directories above `path`, one at a time, so a
+    /// roll-back removes exactly those.
+    fn make_parents(&mut self, path: &str) -> Result<(), ApplyError> {
+        let mut at = self.dir.clone();
+        let Some(parent) = Path::new(path).parent() else { return Ok(()) };
+        for part in parent.components() {
+            at.push(part);
+            match fs::create_dir(&at) {
+                Ok(()) => self.done.push(Step::MadeDir(at.clone())),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(&at)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) {
+        // Only leftovers remain; a failure here is cleared by the next run.
+        let _ = fs::remove_dir_all(&self.staging);
+    }
+
+    /// Undo every step, newest first. The staging directory is removed only
+    /// when everything was restored: otherwise it holds the only copies.
+    fn roll_back(mut self, failure: ApplyError) -> ApplyError {
+        let mut problems = Vec::new();
+        while let Some(step) = self.done.pop() {
+            let undone = match &step {
+                Step::Placed(target) => fs::remove_file(target).map_err(|e| (target.clone(), e)),
+                Step::MovedAside { target, aside } => {
+                    fs::rename(aside, target).map_err(|e| (target.clone(), e))
+                }
+                Step::MadeDir(dir) => fs::remove_dir(dir).map_err(|e| (dir.clone(), e)),
+            };
+            if let Err((path, e)) = undone {
+                problems.push(format!("{}: {e}", path.display()));
+            }
+        }
+        if problems.is_empty() {
+            let _ = fs::remove_dir_all(&self.staging);
+            failure
+        } else {
+            ApplyError::RollbackFailed { failure: Box::new(failure), problems, staging: self.staging }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,19 +1,24 @@
 //! `check`: compare a repository with a fresh render of its spec, in memory.
 //! No writes, no network. Drift is any generated file that is missing,
 //! differs or should be gone, and any lock that does not describe the render.
+//!
+//! The files are always compared with a render, never with the lock's hashes:
+//! the lock is a file in the repository like any other, so anyone who can
+//! edit a generated file can also edit its recorded hash. The lock only tells
+//! ownership and merge bases.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io;
 use std::path::Path;
 
 use serde::Serialize;
 use similar::TextDiff;
 
-use crate::lock::{self, LOCK_FILE, Lock};
+use crate::lock::{self, LOCK_FILE, Lock, LockError};
 use crate::plan::{Owner, Plan};
-use crate::render;
+use crate::repofile::{self, REPO_FILE_CAP, ReadError};
 use crate::spec::Spec;
+use crate::{provenance, render};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -33,6 +38,15 @@ pub struct Changed {
     pub diff: String,
 }
 
+/// Why a repository's lock cannot be used at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenLockError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Invalid(LockError),
+}
+
 /// The lock file as found in a repository.
 pub enum LockState {
     Missing,
@@ -41,15 +55,17 @@ pub enum LockState {
 }
 
 impl LockState {
-    pub fn read(dir: &Path) -> io::Result<LockState> {
-        match fs::read_to_string(dir.join(LOCK_FILE)) {
-            Ok(text) => Ok(match Lock::parse(&text) {
+    /// A lock that does not parse is reported (and rewritten by `generate`);
+    /// one that names a file the tool must never act on is an error.
+    pub fn read(dir: &Path) -> Result<LockState, OpenLockError> {
+        Ok(match repofile::read_in(dir, LOCK_FILE, REPO_FILE_CAP)? {
+            Some(text) => match Lock::parse(&text) {
                 Ok(lock) => LockState::Found(lock),
-                Err(e) => LockState::Unreadable(e),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(LockState::Missing),
-            Err(e) => Err(e),
-        }
+                Err(LockError::Syntax(e)) => LockState::Unreadable(e),
+                Err(e) => return Err(OpenLockError::Invalid(e)),
+            },
+            None => LockState::Missing,
+        })
     }
 
     pub fn lock(&self) -> Option<&Lock> {
@@ -60,37 +76,13 @@ impl LockState {
     }
 }
 
-/// Whether the lock proves `dir` current without rendering: it was written by
-/// this version with these templates for this spec, and every generated file
-/// it lists is on disk with the recorded hash. Rendering is deterministic, so
-/// a fresh render would be byte-identical; any doubt means a full check.
-pub fn unchanged_since_lock(dir: &Path, spec: &Spec, lock_state: &LockState) -> io::Result<bool> {
-    let Some(lock) = lock_state.lock() else { return Ok(false) };
-    if lock.tool_version != env!("CARGO_PKG_VERSION")
-        || lock.templates_hash != render::templates_hash()
-        || lock.spec_hash != lock::spec_hash(spec)
-    {
-        return Ok(false);
-    }
-    for entry in lock.files.iter().filter(|f| f.owner == Owner::Generated) {
-        match fs::read_to_string(dir.join(&entry.path)) {
-            Ok(text) if lock::hash(&text) == entry.hash => {}
-            Ok(_) => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
 /// Compare `dir` with `render`, the fresh render of `spec`.
-pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> io::Result<Report> {
+pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> Result<Report, ReadError> {
     let mut report = Report::default();
     for f in render.files.iter().filter(|f| f.owner == Owner::Generated) {
-        match fs::read_to_string(dir.join(&f.path)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => report.missing.push(f.path.clone()),
-            Err(e) => return Err(e),
-            Ok(actual) if actual != f.content => {
+        match repofile::read_in(dir, &f.path, REPO_FILE_CAP)? {
+            None => report.missing.push(f.path.clone()),
+            Some(actual) if actual != f.content => {
                 let diff = TextDiff::from_lines(&actual, &f.content)
                     .unified_diff()
                     .context_radius(3)
@@ -98,7 +90,7 @@ pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> 
                     .to_string();
                 report.changed.push(Changed { path: f.path.clone(), diff });
             }
-            Ok(_) => {}
+            Some(_) => {}
         }
     }
     match lock_state {
@@ -135,8 +127,16 @@ pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> 
                 }
             }
             for gone in lock.files.iter().filter(|l| l.owner == Owner::Generated) {
-                if render.get(&gone.path).is_none() && dir.join(&gone.path).exists() {
+                if render.get(&gone.path).is_some() || fs::symlink_metadata(dir.join(&gone.path)).is_err() {
+                    continue;
+                }
+                if provenance::could_generate(&gone.path) {
                     report.unexpected.push(gone.path.clone());
+                } else {
+                    report.lock.push(format!(
+                        "{LOCK_FILE} lists {} as generated, but no template writes that path",
+                        gone.path
+                    ));
                 }
             }
         }

@@ -62,9 +62,9 @@ pub enum Command {
         kubeless-trigger check path/to/repo --format json\n\n\
         Exit status: 0 when every generated file matches, 1 on drift (a unified diff per\n\
         file and a summary of missing, changed and unexpected files), 2 for usage or input errors.\n\n\
-        When .kubeless-trigger.lock was written by this version and templates for this spec\n\
-        and every generated file still has its recorded hash, the files are current without\n\
-        rendering (rendering is deterministic); anything else gets a full render and diff.")]
+        The generated files are always compared with a fresh render of trigger.yaml, never\n\
+        with the hashes in .kubeless-trigger.lock (which anyone can edit). `--full` is still\n\
+        accepted for old scripts and does nothing.")]
     Check {
         /// The generated repository (the directory holding trigger.yaml)
         #[arg(default_value = ".")]
@@ -72,8 +72,8 @@ pub enum Command {
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Render and compare even when the lock proves the files current
-        #[arg(long)]
+        /// Accepted for compatibility and ignored: `check` always renders and compares
+        #[arg(long, hide = true)]
         full: bool,
     },
     /// Bring a repository forward to this version's templates, merging your edits

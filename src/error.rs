@@ -1,7 +1,10 @@
 //! The CLI's error type and its exit codes.
 
 use crate::apply::ApplyError;
+use crate::check::OpenLockError;
+use crate::guard::GuardError;
 use crate::render::RenderError;
+use crate::repofile::ReadError;
 use crate::spec::LoadError;
 
 /// Exit status for success.
@@ -29,6 +32,14 @@ pub enum CliError {
     Drift,
     #[error("{} file(s) have conflicts; resolve the markers, then commit:\n  {}", .0.len(), .0.join("\n  "))]
     Conflicts(Vec<String>),
+    #[error(transparent)]
+    Guard(#[from] GuardError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Lock(#[from] OpenLockError),
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -37,7 +48,17 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) | CliError::Input(_) => EXIT_USAGE,
-            CliError::Apply(ApplyError::NotEmpty(_) | ApplyError::NotADirectory(_)) => EXIT_USAGE,
+            CliError::Apply(
+                ApplyError::NotEmpty(_)
+                | ApplyError::NotADirectory(_)
+                | ApplyError::Conflict { .. }
+                | ApplyError::Guard(GuardError::Busy(_)),
+            ) => EXIT_USAGE,
+            CliError::Guard(GuardError::Busy(_)) => EXIT_USAGE,
+            CliError::Apply(ApplyError::Interrupted(signal)) => crate::signals::exit_code(*signal),
+            CliError::Read(e) if e.is_refusal() => EXIT_USAGE,
+            CliError::Lock(OpenLockError::Read(e)) if !e.is_refusal() => EXIT_FAILURE,
+            CliError::Lock(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,
         }
     }

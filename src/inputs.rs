@@ -1,11 +1,12 @@
 //! Inputs: turn the command line (and a spec file or preset) into a `Spec`.
 //! The interactive path lives in `prompt`; both end in the same validation.
 
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{NewArgs, flag_for};
 use crate::error::CliError;
+use crate::repofile::{self, SPEC_CAP};
 use crate::spec::{self, LoadError, Parsed, Problem, Spec};
 use crate::{presets, prompt};
 
@@ -90,15 +91,14 @@ fn apply_flags(args: &NewArgs, spec: &mut Spec) -> Vec<&'static str> {
     set
 }
 
+/// The spec text and where it came from. Capped (a spec is a few kilobytes),
+/// so `--spec /dev/zero` or a runaway pipe is refused instead of filling memory.
 fn read_spec(path: &Path) -> Result<(String, String), CliError> {
     if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| CliError::Usage(format!("cannot read the spec from stdin: {e}")))?;
+        let text = repofile::read_capped(std::io::stdin().lock(), Path::new("<stdin>"), SPEC_CAP)
+            .map_err(|e| CliError::Usage(format!("spec: {e}")))?;
         return Ok((text, "<stdin>".into()));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::Usage(format!("cannot read spec file {}: {e}", path.display())))?;
+    let text = repofile::read_arg(path, SPEC_CAP).map_err(|e| CliError::Usage(format!("spec file: {e}")))?;
     Ok((text, path.display().to_string()))
 }

@@ -94,9 +94,71 @@ impl Lock {
         )
     }
 
-    pub fn parse(text: &str) -> Result<Lock, String> {
-        serde_saphyr::from_str(text).map_err(|e| e.to_string().lines().next().unwrap_or_default().to_owned())
+    /// Parse and validate a lock. The paths in it are data from the
+    /// repository, and `generate` acts on them, so every one must name a file
+    /// inside the repository that the tool could own.
+    pub fn parse(text: &str) -> Result<Lock, LockError> {
+        let lock: Lock = serde_saphyr::from_str(text)
+            .map_err(|e| LockError::Syntax(e.to_string().lines().next().unwrap_or_default().to_owned()))?;
+        let mut seen = std::collections::HashSet::new();
+        for (index, f) in lock.files.iter().enumerate() {
+            let bad = |why: &'static str| LockError::Entry { index, path: f.path.clone(), why };
+            check_path(&f.path).map_err(bad)?;
+            if !seen.insert(f.path.as_str()) {
+                return Err(bad("is listed twice"));
+            }
+            if !is_hash(&f.hash) {
+                return Err(bad("has a hash that is not sha256:<64 hex digits>"));
+            }
+        }
+        Ok(lock)
     }
+}
+
+/// Why a lock cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Not a lock at all (hand-edited or corrupt): `generate` rewrites it.
+    #[error("{0}")]
+    Syntax(String),
+    /// A well-formed lock with an entry the tool must never act on.
+    #[error(
+        "{LOCK_FILE}: files[{index}] with path {path:?} {why}; the lock is written by \
+         kubeless-trigger and cannot name such a file: remove that entry and run `kubeless-trigger generate`"
+    )]
+    Entry { index: usize, path: String, why: &'static str },
+}
+
+/// A path a render could write: relative, `/`-separated and normalized, not
+/// in Git's metadata, and not one of the tool's own files.
+fn check_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() {
+        return Err("is empty");
+    }
+    if path.starts_with('/') || path.contains('\\') || path.contains('\0') || path.contains(':') {
+        return Err("is not a relative, `/`-separated path");
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => return Err("is not normalized"),
+            ".." => return Err("leaves the repository"),
+            ".git" => return Err("is inside Git's metadata"),
+            _ => {}
+        }
+    }
+    if path == LOCK_FILE {
+        return Err("is the lock itself");
+    }
+    if path.starts_with(".kubeless-trigger") {
+        return Err("is one of kubeless-trigger's own working files");
+    }
+    Ok(())
+}
+
+fn is_hash(text: &str) -> bool {
+    text.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 #[cfg(test)]
@@ -115,6 +177,41 @@ mod tests {
         assert!(readme.base.as_deref().is_some_and(|b| b.contains("nats-trigger")));
         assert!(lock.get("src/controller.rs").unwrap().base.is_none());
         assert!(lock.get(LOCK_FILE).is_none(), "the lock does not list itself");
+    }
+
+    #[test]
+    fn entries_that_could_reach_outside_the_repository_are_refused() {
+        let spec = presets::find("nats").unwrap();
+        let lock = Lock::of(&render::render(&spec).unwrap(), &spec);
+        for bad in [
+            "",
+            "/etc/passwd",
+            "/dev/zero",
+            "../x",
+            "a/../b",
+            "./a",
+            "a//b",
+            "a/",
+            ".git/config",
+            "sub/.git/HEAD",
+            "a\\b",
+            "C:x",
+            LOCK_FILE,
+            ".kubeless-trigger-staging-1-2/x",
+            "Makefile",
+        ] {
+            let mut l = lock.clone();
+            let mut entry = l.files[0].clone();
+            entry.path = bad.to_owned();
+            l.files.push(entry);
+            let err = Lock::parse(&l.to_text()).unwrap_err();
+            assert!(matches!(err, LockError::Entry { .. }), "{bad:?}: {err}");
+            assert!(err.to_string().contains(LOCK_FILE), "{err}");
+        }
+        let mut l = lock.clone();
+        l.files[0].hash = "sha256:nothex".into();
+        assert!(matches!(Lock::parse(&l.to_text()), Err(LockError::Entry { .. })));
+        assert!(matches!(Lock::parse("files: ["), Err(LockError::Syntax(_))));
     }
 
     #[test]

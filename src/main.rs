@@ -1,7 +1,7 @@
 //! The `kubeless-trigger` command: parse the command line, run the pipeline,
 //! map errors to exit codes.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -10,39 +10,71 @@ use clap::{CommandFactory, Parser};
 use kubeless_trigger::check::LockState;
 use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
 use kubeless_trigger::error::{CliError, EXIT_OK};
+use kubeless_trigger::guard::RepoGuard;
 use kubeless_trigger::sync::Mode;
-use kubeless_trigger::{apply, check, inputs, presets, render, spec, sync};
+use kubeless_trigger::{apply, check, inputs, presets, render, repofile, signals, spec, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    if let Err(e) = signals::install() {
+        say(&format!(
+            "warning: cannot handle SIGINT/SIGTERM ({e}); an interrupted write may leave files behind"
+        ));
+    }
+    let result = run(cli);
+    if let Some(signal) = signals::pending() {
+        // Arrived after the last write was checked: the work is complete.
+        if result.is_ok() {
+            say(&format!("interrupted by {} after every change was written", signals::name(signal)));
+            return ExitCode::from(signals::exit_code(signal));
+        }
+    }
+    match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             let text = e.to_string();
-            eprintln!("error: {}", text.trim_end());
+            say(&format!("error: {}", text.trim_end()));
             ExitCode::from(e.exit_code())
         }
     }
 }
 
+/// Write data to stdout. A reader that went away (`| head`) is not an
+/// error: the command goes on as if its output had been read, and exits
+/// with the status it would have had. Any other failure (a full disk) is.
+fn emit(text: &str) -> Result<(), CliError> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Talk to the person on stderr. If stderr itself is gone there is nobody
+/// to tell, and that must not turn into a panic.
+fn say(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
-    let mut out = std::io::stdout().lock();
     match cli.command {
         Command::New(args) => new(&args)?,
         Command::Generate(repo) => sync(&repo, Mode::Generate)?,
         Command::Update(repo) => sync(&repo, Mode::Update)?,
-        Command::Check { dir, format, full } => check(&dir, format, full)?,
+        Command::Check { dir, format, full: _ } => check(&dir, format)?,
         Command::Schema => {
             let schema = serde_json::to_string_pretty(&spec::Spec::json_schema()).expect("schema serializes");
-            writeln!(out, "{schema}")?;
+            emit(&format!("{schema}\n"))?;
         }
         Command::Presets => {
-            for p in presets::all() {
-                writeln!(out, "{:<10} {}", p.name, p.summary())?;
-            }
+            let list: String =
+                presets::all().iter().map(|p| format!("{:<10} {}\n", p.name, p.summary())).collect();
+            emit(&list)?;
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "kubeless-trigger", &mut out);
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kubeless-trigger", &mut script);
+            emit(&String::from_utf8_lossy(&script))?;
         }
     }
     Ok(())
@@ -56,33 +88,51 @@ struct Repo {
 
 fn open(dir: &Path) -> Result<Repo, CliError> {
     let path = dir.join(render::SPEC_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let not_a_repo = |why: String| {
         CliError::Usage(format!(
-            "{} is not a kubeless-trigger repository: cannot read {}: {e}",
+            "{} is not a kubeless-trigger repository: cannot read {}: {why}",
             dir.display(),
             path.display()
         ))
-    })?;
+    };
+    let text = match repofile::read_in(dir, render::SPEC_FILE, repofile::SPEC_CAP) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Err(not_a_repo("not found".into())),
+        Err(repofile::ReadError::Io { source, .. }) => return Err(not_a_repo(source.to_string())),
+        Err(refused) => return Err(refused.into()),
+    };
     let spec = spec::from_text(&text, &path.display().to_string())?;
     let lock = LockState::read(dir)?;
     Ok(Repo { spec, lock })
 }
 
-fn check(dir: &Path, format: Format, full: bool) -> Result<(), CliError> {
+/// Lock `dir` against concurrent writers (`exclusive`) or only readers.
+fn guard(dir: &Path, exclusive: bool) -> Result<RepoGuard, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "{} is not a kubeless-trigger repository: not a directory",
+            dir.display()
+        )));
+    }
+    Ok(if exclusive { RepoGuard::exclusive(dir)? } else { RepoGuard::shared(dir)? })
+}
+
+fn check(dir: &Path, format: Format) -> Result<(), CliError> {
+    let _guard = guard(dir, false)?;
     let repo = open(dir)?;
-    let report = if !full && check::unchanged_since_lock(dir, &repo.spec, &repo.lock)? {
-        check::Report::default()
-    } else {
-        check::check(dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?
-    };
+    let report = check::check(dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?;
     match format {
-        Format::Text => print!("{}", report.text()),
-        Format::Json => println!("{}", report.json()),
+        Format::Text => emit(&report.text())?,
+        Format::Json => emit(&format!("{}\n", report.json()))?,
     }
     if report.is_clean() { Ok(()) } else { Err(CliError::Drift) }
 }
 
+/// Read, plan and write under one exclusive guard, so no other run changes
+/// the files between the plan and the writes; the table is printed only
+/// once the writes succeeded, so it never reports changes that did not happen.
 fn sync(args: &RepoArgs, mode: Mode) -> Result<(), CliError> {
+    let _guard = guard(&args.dir, !args.dry_run)?;
     let repo = open(&args.dir)?;
     if let LockState::Unreadable(e) = &repo.lock
         && mode == Mode::Update
@@ -93,12 +143,13 @@ fn sync(args: &RepoArgs, mode: Mode) -> Result<(), CliError> {
         )));
     }
     let plan = sync::plan(&args.dir, &repo.spec, &render::render(&repo.spec)?, repo.lock.lock(), mode)?;
-    print!("{}", plan.table(args.dry_run));
     if args.dry_run {
-        eprintln!("dry run: nothing written");
+        emit(&plan.table(true))?;
+        say("dry run: nothing written");
         return Ok(());
     }
     plan.apply(&args.dir)?;
+    emit(&plan.table(false))?;
     let conflicts = plan.conflicts();
     if conflicts.is_empty() {
         Ok(())
@@ -111,12 +162,16 @@ fn new(args: &NewArgs) -> Result<(), CliError> {
     let resolved = inputs::resolve(args)?;
     let plan = render::repository(&resolved.spec)?;
     if args.dry_run {
-        print!("{}", plan.table());
-        eprintln!("dry run: {} files for {}; nothing written", plan.files.len(), resolved.output.display());
+        emit(&plan.table())?;
+        say(&format!(
+            "dry run: {} files for {}; nothing written",
+            plan.files.len(),
+            resolved.output.display()
+        ));
         return Ok(());
     }
     apply::write(&plan, &resolved.output, args.force)?;
-    eprintln!("wrote {} files to {}", plan.files.len(), resolved.output.display());
-    eprintln!("next: cd {} && cargo test", resolved.output.display());
+    say(&format!("wrote {} files to {}", plan.files.len(), resolved.output.display()));
+    say(&format!("next: cd {} && cargo test", resolved.output.display()));
     Ok(())
 }

@@ -37,11 +37,15 @@ impl PlannedFile {
     /// The owner is read from the file's own header, the one place a reader
     /// of the generated repository sees it too (see [`has_one_header`]).
     pub fn new(path: String, content: String) -> PlannedFile {
-        let head: String = content.lines().take(6).collect::<Vec<_>>().join("\n");
-        let owner = if head.contains(GENERATED) { Owner::Generated } else { Owner::Scaffolded };
+        let owner = if declares_generated(&content) { Owner::Generated } else { Owner::Scaffolded };
         let executable = content.starts_with("#!");
         PlannedFile { path, content, owner, executable }
     }
+}
+
+/// Whether `content` carries the generated header in its first lines.
+pub fn declares_generated(content: &str) -> bool {
+    content.lines().take(6).any(|l| l.contains(GENERATED))
 }
 
 /// Whether `content` declares exactly one owner in its first lines.

@@ -145,6 +145,19 @@ fn render_share(
         .collect()
 }
 
+/// Output paths (with placeholders, without `.tera`) of every generated
+/// file: the templates that print the `generated` header, and the runtime.
+pub fn generated_template_paths() -> Vec<String> {
+    let mut sources = Vec::new();
+    collect(&TEMPLATES, &mut sources);
+    sources
+        .into_iter()
+        .filter(|(_, text)| text.lines().take(6).any(|l| l.contains("{{ generated }}")))
+        .map(|(path, _)| path.trim_end_matches(".tera").to_owned())
+        .chain(runtime::files().into_iter().map(|(path, _)| path))
+        .collect()
+}
+
 fn collect(dir: &'static Dir<'static>, out: &mut Vec<(String, &'static str)>) {
     for file in dir.files() {
         let path = file.path().to_string_lossy().into_owned();

@@ -108,7 +108,7 @@ fn adding_a_field_fails_check_until_generate_puts_it_everywhere() {
     check(&dir).success();
     assert!(read(&dir, "src/apis/kubeless/v1beta1/nats_trigger.rs").contains("pub max_in_flight: i64"));
     assert!(read(&dir, "nats-trigger-crd.yaml").contains("maxInFlight:"));
-    assert!(read(&dir, "src/controller.rs").contains("\"topic\""), "tests still build the spec");
+    assert!(read(&dir, "src/apis/mod.rs").contains("\"topic\""), "tests still build the spec");
 }
 
 #[test]
