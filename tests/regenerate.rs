@@ -3,31 +3,15 @@
 //! was added, with `cargo test`.)
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
 use kubeless_trigger::lock::{LOCK_FILE, Lock};
 use predicates::prelude::*;
 use predicates::str::contains;
 use tempfile::TempDir;
 
-fn cli() -> Command {
-    let mut cmd = Command::cargo_bin("kubeless-trigger").expect("binary built");
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
-
-/// A fresh `new nats --defaults` repository.
-fn repo() -> (TempDir, PathBuf) {
-    let tmp = TempDir::new().unwrap();
-    let dir = tmp.path().join("nats-trigger");
-    cli().args(["new", "nats", "--defaults", "-o"]).arg(&dir).assert().success();
-    (tmp, dir)
-}
-
-fn read(dir: &Path, path: &str) -> String {
-    fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+mod common;
+use common::{cli, read, repo};
 
 fn append(dir: &Path, path: &str, text: &str) {
     let old = read(dir, path);
