@@ -68,6 +68,8 @@ pub struct ConsumerContext {
 pub struct Desired {
     pub key: ConsumerKey,
     pub url: String,
+    /// Time limit of one delivery attempt.
+    pub timeout: Duration,
     pub delivery: DeliveryMode,
     /// The trigger, for Kubernetes Events about failed deliveries.
     pub trigger: ObjectReference,
@@ -284,7 +286,13 @@ impl Consumers {
         let rt = &self.runtime;
         let options = SinkOptions { retry: rt.retry, mode: d.delivery, max_in_flight: rt.max_in_flight };
         let failures = rt.recorder.clone().map(|r| FailureReporter::new(r, d.trigger.clone()));
-        let sink = Sink::new(d.url.clone(), rt.invoker.clone(), options, rt.metrics.clone(), failures);
+        let sink = Sink::new(
+            d.url.clone(),
+            rt.invoker.with_timeout(d.timeout),
+            options,
+            rt.metrics.clone(),
+            failures,
+        );
         let cancel = CancellationToken::new();
         let context = ConsumerContext {
             key: d.key.clone(),
@@ -377,7 +385,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn fingerprint(spec_json: &str, d: &Desired) -> String {
-    format!("{} {} {spec_json}", d.url, d.delivery)
+    format!("{} {} {:?} {spec_json}", d.url, d.delivery, d.timeout)
 }
 
 /// Wait for a cancelled source to return; abort it after a grace period.
@@ -441,6 +449,7 @@ mod tests {
                 function: "hello".into(),
             },
             url: "http://127.0.0.1:9".into(),
+            timeout: Duration::from_secs(1),
             delivery: crate::delivery::DeliveryMode::AtLeastOnce,
             trigger: ObjectReference::default(),
         }

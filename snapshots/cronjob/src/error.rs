@@ -8,6 +8,8 @@ use std::time::Duration;
 pub enum Error {
     #[error("Kubernetes API error: {0}")]
     Kube(#[source] kube::Error),
+    #[error("the Kubernetes API did not answer within {0:?}")]
+    ApiTimeout(Duration),
     #[error("finalizer error: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("invalid functionSelector: {0}")]
@@ -35,6 +37,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "KubernetesApiError",
+            Error::ApiTimeout(_) => "KubernetesApiTimeout",
             Error::Finalizer(_) => "FinalizerError",
             Error::InvalidSelector(_) => "InvalidSelector",
             Error::MissingNamespace => "MissingNamespace",
@@ -46,6 +49,14 @@ impl Error {
             Error::Config(_) => "InvalidConfiguration",
             Error::Lost { .. } => "EventsLost",
         }
+    }
+}
+
+impl Error {
+    /// Whether trying again later may succeed: an API error or timeout. A
+    /// transient error never stops what runs.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Kube(_) | Error::ApiTimeout(_))
     }
 }
 

@@ -28,7 +28,7 @@ use crate::apis::{Function, Trigger, TriggerStatus};
 use crate::config::Config;
 use crate::consumers::{self, ConsumerKey, Consumers, Desired, Runtime, Source};
 use crate::delivery::{DeliveryMode, RetryPolicy};
-use crate::invoker::{Invoker, function_url};
+use crate::invoker::{DEFAULT_FUNCTION_TIMEOUT, Invoker, function_timeout, function_url};
 use crate::metrics::Metrics;
 use crate::server::{self, Health};
 use crate::{Error, Result, event_source};
@@ -90,7 +90,7 @@ impl Context {
                 max: Duration::from_secs(60),
             },
             changes: Some(changes),
-            invoker: Invoker::new(config.request_timeout),
+            invoker: Invoker::new(config.request_timeout.unwrap_or(DEFAULT_FUNCTION_TIMEOUT)),
             retry: config.retry,
             max_in_flight: config.max_in_flight,
             drain_grace: config.shutdown_grace,
@@ -117,7 +117,7 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     // Fail fast with a clear error when the CRD is not installed.
-    triggers.list(&ListParams::default().limit(1)).await.map_err(Error::Kube)?;
+    bounded(triggers.list(&ListParams::default().limit(1))).await?;
 
     let ctx = Arc::new(Context::new(client, config));
     let stop_server = CancellationToken::new();
@@ -225,14 +225,30 @@ pub fn triggers_for_function(
 pub async fn reconcile(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
     let ns = trigger.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, trigger, |event| async {
+    let reconciling = finalizer(&api, FINALIZER, trigger, |event| async {
         match event {
             FinalizerEvent::Apply(t) => apply(t, ctx.clone()).await,
             FinalizerEvent::Cleanup(t) => cleanup(t, ctx.clone()).await,
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    });
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconciling)
+        .await
+        .map_err(|_| Error::ApiTimeout(RECONCILE_TIMEOUT))?
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Longest wait for one Kubernetes API call.
+const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest reconcile, the finalizer's own API calls included.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A Kubernetes API call, bounded by [`API_TIMEOUT`]: a hung API server
+/// fails the reconcile (retried later) instead of holding it forever.
+async fn bounded<T>(call: impl Future<Output = kube::Result<T>>) -> Result<T> {
+    tokio::time::timeout(API_TIMEOUT, call)
+        .await
+        .map_err(|_| Error::ApiTimeout(API_TIMEOUT))?
+        .map_err(Error::Kube)
 }
 
 /// Retry failed reconciles after a pause.
@@ -250,7 +266,7 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
             // The functions could not be looked up at all. An API error is
             // transient: what runs keeps running. Anything else (an invalid
             // selector or annotation) is the trigger's own fault: stop.
-            if !matches!(e, Error::Kube(_)) {
+            if !e.is_transient() {
                 ctx.consumers.sync(&ns, &name, &trigger.spec, Vec::new()).await;
             }
             let functions = ctx.consumers.functions_of(&ns, &name);
@@ -308,9 +324,8 @@ async fn write_status(
         "status": status,
     });
     let api: Api<Trigger> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch_status(&trigger.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(patch))
-        .await
-        .map_err(Error::Kube)?;
+    let params = PatchParams::apply(MANAGER).force();
+    bounded(api.patch_status(&trigger.name_any(), &params, &Patch::Apply(patch))).await?;
     Ok(())
 }
 
@@ -338,6 +353,14 @@ pub fn effective_mode(requested: DeliveryMode, source_acknowledges: bool) -> Del
     if source_acknowledges { requested } else { DeliveryMode::AtMostOnce }
 }
 
+/// How a trigger's consumers deliver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub delivery: DeliveryMode,
+    /// `REQUEST_TIMEOUT_SECONDS`, else each function's own timeout.
+    pub timeout: Option<Duration>,
+}
+
 /// What a trigger's functions resolved to: the consumers to run, and the
 /// functions that cannot be served now, each with its reason.
 #[derive(Debug, Default)]
@@ -355,7 +378,8 @@ async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved>
     for function in &functions {
         ports.push(service_port(&services, &function.name_any()).await);
     }
-    Ok(resolve_functions(trigger, ns, delivery, functions.iter().zip(ports), &ctx.consumers))
+    let settings = Settings { delivery, timeout: ctx.config.request_timeout };
+    Ok(resolve_functions(trigger, ns, settings, functions.iter().zip(ports), &ctx.consumers))
 }
 
 /// One consumer per function whose Service answered with a port. A function
@@ -365,7 +389,7 @@ async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved>
 pub fn resolve_functions<'a>(
     trigger: &Trigger,
     ns: &str,
-    delivery: DeliveryMode,
+    settings: Settings,
     functions: impl IntoIterator<Item = (&'a Function, Result<u16>)>,
     running: &Consumers,
 ) -> Resolved {
@@ -376,7 +400,7 @@ pub fn resolve_functions<'a>(
         let url = match port {
             Ok(port) => function_url(&key.function, ns, port),
             Err(e) => {
-                let last_known = matches!(e, Error::Kube(_)).then(|| running.url_of(&key)).flatten();
+                let last_known = e.is_transient().then(|| running.url_of(&key)).flatten();
                 resolved.failures.push(e);
                 match last_known {
                     Some(url) => url,
@@ -384,7 +408,9 @@ pub fn resolve_functions<'a>(
                 }
             }
         };
-        resolved.desired.push(Desired { url, key, delivery, trigger: trigger.object_ref(&()) });
+        let timeout = settings.timeout.unwrap_or_else(|| function_timeout(function));
+        let delivery = settings.delivery;
+        resolved.desired.push(Desired { url, key, delivery, timeout, trigger: trigger.object_ref(&()) });
     }
     resolved
 }
@@ -395,9 +421,9 @@ pub async fn matching_functions(trigger: &Trigger, ns: &str, client: &Client) ->
     let mut functions = match trigger.spec.functions() {
         FunctionRef::Selector(selector) => {
             let selector = Selector::try_from(selector.clone()).map_err(Error::InvalidSelector)?;
-            api.list(&ListParams::default().labels_from(&selector)).await.map_err(Error::Kube)?.items
+            bounded(api.list(&ListParams::default().labels_from(&selector))).await?.items
         }
-        FunctionRef::Name(name) => api.get_opt(name).await.map_err(Error::Kube)?.into_iter().collect(),
+        FunctionRef::Name(name) => bounded(api.get_opt(name)).await?.into_iter().collect(),
     };
     functions.sort_by_key(|f| f.name_any());
     Ok(functions)
@@ -406,8 +432,7 @@ pub async fn matching_functions(trigger: &Trigger, ns: &str, client: &Client) ->
 /// The first port of the function's Service, as Kubeless runtimes expose it.
 async fn service_port(services: &Api<Service>, function: &str) -> Result<u16> {
     let unavailable = |reason| Error::ServicePort { function: function.to_owned(), reason };
-    let service =
-        services.get_opt(function).await.map_err(Error::Kube)?.ok_or(unavailable("does not exist"))?;
+    let service = bounded(services.get_opt(function)).await?.ok_or(unavailable("does not exist"))?;
     let port = service
         .spec
         .and_then(|s| s.ports)
@@ -495,7 +520,13 @@ mod tests {
     }
 
     fn wanted(key: ConsumerKey, url: &str) -> Desired {
-        Desired { key, url: url.into(), delivery: DeliveryMode::AtLeastOnce, trigger: Default::default() }
+        Desired {
+            key,
+            url: url.into(),
+            timeout: Duration::from_secs(1),
+            delivery: DeliveryMode::AtLeastOnce,
+            trigger: Default::default(),
+        }
     }
 
     fn finalized(mut t: Trigger) -> Trigger {
@@ -723,6 +754,27 @@ mod tests {
         ctx.consumers.stop_all(Duration::from_secs(1)).await;
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_api_server_that_never_answers_cannot_hold_a_reconcile() {
+        let (ctx, mut api) = mock_context();
+        let key =
+            ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
+        ctx.consumers
+            .sync("default", "orders", &spec(), vec![wanted(key.clone(), "http://127.0.0.1:9")])
+            .await;
+        let server = tokio::spawn(async move {
+            let mut unanswered = Vec::new();
+            while let Some((req, send)) = api.next_request().await {
+                unanswered.push((req, send));
+            }
+        });
+        let err = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.unwrap_err();
+        assert!(err.to_string().contains("did not answer within 30s"), "{err}");
+        assert_eq!(ctx.consumers.keys(), vec![key], "a slow API server stops nothing");
+        server.abort();
+        ctx.consumers.stop_all(Duration::from_secs(1)).await;
+    }
+
     #[tokio::test]
     async fn one_function_without_a_service_does_not_stop_the_others() {
         let (ctx, _api) = mock_context();
@@ -735,13 +787,14 @@ mod tests {
         let resolved = resolve_functions(
             &t,
             "default",
-            DeliveryMode::AtLeastOnce,
+            Settings { delivery: DeliveryMode::AtLeastOnce, timeout: None },
             [(&hello, Ok(8080)), (&other, Err(missing))],
             &ctx.consumers,
         );
         let served: Vec<&str> = resolved.desired.iter().map(|d| d.key.function.as_str()).collect();
         assert_eq!(served, ["hello"]);
         assert_eq!(resolved.desired[0].url, "http://hello.default.svc.cluster.local:8080");
+        assert_eq!(resolved.desired[0].timeout, function_timeout(&hello), "the function's own timeout");
         assert_eq!(resolved.failures.len(), 1);
         assert!(resolved.failures[0].to_string().contains("other"), "{}", resolved.failures[0]);
     }
@@ -757,7 +810,7 @@ mod tests {
         let resolved = resolve_functions(
             &trigger(),
             "default",
-            DeliveryMode::AtLeastOnce,
+            Settings { delivery: DeliveryMode::AtLeastOnce, timeout: None },
             [(&hello, Err(transient))],
             &ctx.consumers,
         );

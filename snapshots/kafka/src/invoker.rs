@@ -20,6 +20,20 @@ pub fn function_url(function: &str, namespace: &str, port: u16) -> String {
     format!("http://{function}.{namespace}.svc.cluster.local:{port}")
 }
 
+/// Kubeless' default function timeout, when a Function does not set one.
+pub const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Time for the function's runtime to answer after its own timeout fired.
+const TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long one delivery attempt to `function` may take: its `spec.timeout`
+/// (whole seconds, as Kubeless spells it; 180 when unset or unreadable) plus
+/// a margin, so the function's runtime times out first and answers.
+pub fn function_timeout(function: &crate::apis::Function) -> Duration {
+    let seconds = function.spec.timeout.as_deref().and_then(|t| t.trim().parse::<u64>().ok());
+    seconds.filter(|s| *s > 0).map_or(DEFAULT_FUNCTION_TIMEOUT, Duration::from_secs) + TIMEOUT_MARGIN
+}
+
 /// `User-Agent` of every request: `kubeless-<source>-trigger-controller/<version>`.
 pub fn user_agent() -> String {
     format!("kubeless-{}-trigger-controller/{}", crate::SOURCE, crate::VERSION)
@@ -99,6 +113,16 @@ impl Invoker {
         let user_agent = HeaderValue::from_str(&user_agent())
             .unwrap_or_else(|_| HeaderValue::from_static("kubeless-trigger-controller"));
         Invoker { http: Client::builder(TokioExecutor::new()).build_http(), timeout, user_agent }
+    }
+
+    /// The same client with another time limit per attempt.
+    pub fn with_timeout(&self, timeout: Duration) -> Invoker {
+        Invoker { timeout, ..self.clone() }
+    }
+
+    /// The time limit of one attempt.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The request for one delivery attempt, with every Kubeless header.
@@ -268,6 +292,18 @@ mod tests {
             Invoker::new(Duration::from_millis(200)).deliver(&uri, &Bytes::new(), None).await.unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
         drop(hold);
+    }
+
+    #[test]
+    fn the_timeout_follows_the_function() {
+        let mut f = crate::apis::Function::new("hello", Default::default());
+        assert_eq!(function_timeout(&f), DEFAULT_FUNCTION_TIMEOUT + TIMEOUT_MARGIN);
+        f.spec.timeout = Some("20".into());
+        assert_eq!(function_timeout(&f), Duration::from_secs(25));
+        f.spec.timeout = Some("soon".into());
+        assert_eq!(function_timeout(&f), DEFAULT_FUNCTION_TIMEOUT + TIMEOUT_MARGIN);
+        let invoker = Invoker::new(Duration::from_secs(1)).with_timeout(Duration::from_secs(9));
+        assert_eq!(invoker.timeout(), Duration::from_secs(9));
     }
 
     #[test]

@@ -12,8 +12,9 @@ pub struct Config {
     /// `FUNCTIONS_NAMESPACE`: watch triggers and functions in this namespace
     /// only (the originals' `functions-namespace`); empty or unset: all namespaces.
     pub namespace: Option<String>,
-    /// `REQUEST_TIMEOUT_SECONDS`: how long one delivery attempt may take (default 30).
-    pub request_timeout: Duration,
+    /// `REQUEST_TIMEOUT_SECONDS`: how long one delivery attempt may take;
+    /// unset, each function's own `timeout` (Kubeless: 180 s) plus a margin.
+    pub request_timeout: Option<Duration>,
     /// `MAX_RETRIES` (default 3) and `RETRY_BACKOFF_MILLISECONDS` (first pause,
     /// default 200, doubled per attempt with jitter, at most 30 s): retries of
     /// connection errors, timeouts and 5xx answers. 4xx answers are not retried.
@@ -35,7 +36,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             namespace: None,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: None,
             retry: RetryPolicy::default(),
             max_in_flight: 16,
             delivery: DeliveryMode::AtLeastOnce,
@@ -73,7 +74,10 @@ impl Config {
         };
         Ok(Config {
             namespace: get("FUNCTIONS_NAMESPACE"),
-            request_timeout: Duration::from_secs(number("REQUEST_TIMEOUT_SECONDS", 30, 1)?),
+            request_timeout: match get("REQUEST_TIMEOUT_SECONDS") {
+                None => None,
+                Some(_) => Some(Duration::from_secs(number("REQUEST_TIMEOUT_SECONDS", 0, 1)?)),
+            },
             retry: RetryPolicy {
                 max_retries: u32::try_from(number("MAX_RETRIES", d.retry.max_retries.into(), 0)?)
                     .map_err(|_| Error::Config("MAX_RETRIES is too large".into()))?,
@@ -112,7 +116,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(config.namespace.as_deref(), Some("team-a"));
-        assert_eq!(config.request_timeout, Duration::from_secs(5));
+        assert_eq!(config.request_timeout, Some(Duration::from_secs(5)));
         assert_eq!(config.retry.max_retries, 0);
         assert_eq!(config.max_in_flight, 2);
         assert_eq!(config.delivery, DeliveryMode::AtMostOnce);

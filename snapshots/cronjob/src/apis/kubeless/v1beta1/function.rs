@@ -20,6 +20,9 @@ pub struct FunctionSpec {
     /// `<file>.<function>` the runtime calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<String>,
+    /// Seconds the function may run, as Kubeless spells it (`"180"` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
     /// Runtime image id, such as `python3.9`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
