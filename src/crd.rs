@@ -20,9 +20,18 @@ const LABEL_SELECTOR: &str = include_str!("schemas/label_selector.json");
 /// Condition's schema (the items of `status.conditions`), from the same source.
 const CONDITION: &str = include_str!("schemas/condition.json");
 
+/// `spec.delivery`'s schema: the runtime's `policy::DeliverySpec` as kube 5 emits it.
+const DELIVERY: &str = include_str!("schemas/delivery.json");
+
+/// The JSON name of the delivery policy every trigger spec carries.
+pub const DELIVERY_FIELD: &str = "delivery";
+
 /// The fixtures, for the renderer's fingerprint.
-pub const FIXTURES: [(&str, &str); 2] =
-    [("schemas/label_selector.json", LABEL_SELECTOR), ("schemas/condition.json", CONDITION)];
+pub const FIXTURES: [(&str, &str); 3] = [
+    ("schemas/label_selector.json", LABEL_SELECTOR),
+    ("schemas/condition.json", CONDITION),
+    ("schemas/delivery.json", DELIVERY),
+];
 
 /// The CRD as YAML, byte-identical to `cargo run --bin crdgen` in the generated repo.
 pub fn yaml(model: &Model) -> String {
@@ -99,6 +108,7 @@ fn spec_schema(model: &Model) -> Value {
         _ => json!({"type": "string", "description": model.association_description}),
     };
     properties.insert(model.association_field.to_owned(), association);
+    properties.insert(DELIVERY_FIELD.to_owned(), serde_json::from_str(DELIVERY).expect("fixture is JSON"));
     let mut required: Vec<String> =
         model.fields.iter().filter(|f| f.required).map(|f| f.json_name.clone()).collect();
     required.push(model.association_field.to_owned());

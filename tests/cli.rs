@@ -315,3 +315,15 @@ fn schema_validates_presets_and_snapshot_specs() {
         serde_json::json!({"formatVersion": 1, "source": "x", "association": "selector", "feilds": []});
     assert!(!validator.is_valid(&typo));
 }
+
+#[test]
+fn a_field_named_delivery_is_refused_for_the_delivery_policy() {
+    let spec = "formatVersion: 1\nsource: widget\nassociation: function\nfields:\n  - name: delivery\n    type: string\n";
+    cli()
+        .args(["new", "--spec", "-", "--dry-run"])
+        .write_stdin(spec)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("fields[0].name"))
+        .stderr(predicates::str::contains("delivery policy"));
+}

@@ -27,6 +27,8 @@ pub enum Error {
     Status { url: String, status: http::StatusCode },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("dead letter unavailable: {0}")]
+    DeadLetterUnavailable(String),
     #[error("events for {url} lost before delivery: {cause}")]
     Lost { url: String, cause: String },
 }
@@ -46,6 +48,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Status { .. } => "DeliveryFailed",
             Error::Config(_) => "InvalidConfiguration",
+            Error::DeadLetterUnavailable(_) => "DeadLetterUnavailable",
             Error::Lost { .. } => "EventsLost",
         }
     }

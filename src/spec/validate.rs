@@ -141,6 +141,11 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 format!("{at}.rustName"),
                 format!("Rust name {rust:?} is the association field's; choose another `rustName`"),
             ));
+        } else if rust == crate::crd::DELIVERY_FIELD && field.name != crate::crd::DELIVERY_FIELD {
+            p.push(Problem::new(
+                format!("{at}.rustName"),
+                format!("Rust name {rust:?} is the delivery policy's; choose another `rustName`"),
+            ));
         } else if !rust_names.insert(rust.clone()) && !duplicate_json {
             p.push(Problem::new(
                 format!("{at}.name"),
@@ -170,6 +175,15 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
                 p.push(Problem::new(
                     format!("{at}.name"),
                     format!("{:?} collides with the association: {how}", f.name),
+                ));
+            }
+            if f.name == crate::crd::DELIVERY_FIELD {
+                p.push(Problem::new(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} is the delivery policy every trigger has (retry, backoffPolicy, backoffDelay, deadLetter); choose another name",
+                        f.name
+                    ),
                 ));
             }
         }

@@ -125,12 +125,13 @@ impl Invoker {
         self.timeout
     }
 
-    /// The request for one delivery attempt, with every Kubeless header.
+    /// The request for one delivery attempt, with every Kubeless header and `extra` ones.
     pub fn request(
         &self,
         url: &Uri,
         body: &Bytes,
         topic: Option<&str>,
+        extra: &[(&'static str, HeaderValue)],
     ) -> Result<http::Request<Full<Bytes>>> {
         let content_type = HeaderValue::from_static(content_type(body));
         let mut builder = http::Request::post(url.clone())
@@ -143,6 +144,9 @@ impl Invoker {
         if let Some(topic) = topic.and_then(topic_header) {
             builder = builder.header("event-topic", topic);
         }
+        for (name, value) in extra {
+            builder = builder.header(*name, value.clone());
+        }
         builder
             .body(Full::new(body.clone()))
             .map_err(|source| Error::Request { url: url.to_string(), source })
@@ -151,7 +155,18 @@ impl Invoker {
     /// One delivery attempt; any 2xx answer is success. Retries are the
     /// caller's ([`crate::delivery::Sink`]).
     pub async fn deliver(&self, url: &Uri, body: &Bytes, topic: Option<&str>) -> Result<()> {
-        let request = self.request(url, body, topic)?;
+        self.deliver_with(url, body, topic, &[]).await
+    }
+
+    /// [`Invoker::deliver`] with `extra` headers.
+    pub async fn deliver_with(
+        &self,
+        url: &Uri,
+        body: &Bytes,
+        topic: Option<&str>,
+        extra: &[(&'static str, HeaderValue)],
+    ) -> Result<()> {
+        let request = self.request(url, body, topic, extra)?;
         let response = tokio::time::timeout(self.timeout, self.http.request(request))
             .await
             .map_err(|_| Error::Timeout { url: url.to_string(), timeout: self.timeout })?

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub retried: Counter,
     /// Events that finally failed.
     pub failed: Counter,
+    /// Events that finally failed and were taken by the trigger's dead letter.
+    pub dead_lettered: Counter,
     /// Events a source reported lost before delivery (a lower bound).
     pub lost: Counter,
     /// Event sources restarted after they failed or ended.
@@ -48,6 +50,12 @@ impl Metrics {
             retried.clone(),
         );
         registry.register("events_failed", "Events that finally failed", failed.clone());
+        let dead_lettered = Counter::default();
+        registry.register(
+            "events_dead_lettered",
+            "Events that finally failed and were taken by the dead letter",
+            dead_lettered.clone(),
+        );
         let lost = Counter::default();
         registry.register("events_lost", "Events a source reported lost before delivery", lost.clone());
         let consumer_restarts = Counter::default();
@@ -66,6 +74,7 @@ impl Metrics {
             delivered,
             retried,
             failed,
+            dead_lettered,
             lost,
             consumer_restarts,
             latency,

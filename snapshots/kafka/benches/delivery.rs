@@ -89,6 +89,7 @@ async fn runtime(url: String, events: usize, concurrency: usize) -> Measured {
         retry: delivery::RetryPolicy::default(),
         mode: delivery::DeliveryMode::AtLeastOnce,
         max_in_flight: concurrency,
+        dead_letter: None,
     };
     let sink = delivery::Sink::new(
         url,

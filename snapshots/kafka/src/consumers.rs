@@ -71,6 +71,10 @@ pub struct Desired {
     pub url: String,
     /// Time limit of one delivery attempt.
     pub timeout: Duration,
+    /// Retries of failed attempts (the trigger's `spec.delivery` over the defaults).
+    pub retry: RetryPolicy,
+    /// URL of the trigger's dead letter.
+    pub dead_letter: Option<String>,
     pub delivery: DeliveryMode,
     /// The trigger, for Kubernetes Events about failed deliveries.
     pub trigger: ObjectReference,
@@ -112,7 +116,6 @@ pub struct Runtime {
     /// Told the key of a consumer whose health changed.
     pub changes: Option<UnboundedSender<ConsumerKey>>,
     pub invoker: Invoker,
-    pub retry: RetryPolicy,
     pub max_in_flight: usize,
     /// How long deliveries in flight may finish when a consumer stops.
     pub drain_grace: Duration,
@@ -285,7 +288,12 @@ impl Consumers {
     fn start(&self, d: &Desired, spec: TriggerSpec, fingerprint: String) -> Running {
         self.started.fetch_add(1, Ordering::Relaxed);
         let rt = &self.runtime;
-        let options = SinkOptions { retry: rt.retry, mode: d.delivery, max_in_flight: rt.max_in_flight };
+        let options = SinkOptions {
+            retry: d.retry,
+            mode: d.delivery,
+            max_in_flight: rt.max_in_flight,
+            dead_letter: d.dead_letter.clone(),
+        };
         let failures = rt.recorder.clone().map(|r| FailureReporter::new(r, d.trigger.clone()));
         let sink = Sink::new(
             d.url.clone(),
@@ -386,7 +394,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn fingerprint(spec_json: &str, d: &Desired) -> String {
-    format!("{} {} {:?} {spec_json}", d.url, d.delivery, d.timeout)
+    format!("{} {} {:?} {:?} {:?} {spec_json}", d.url, d.delivery, d.timeout, d.retry, d.dead_letter)
 }
 
 /// Wait for a cancelled source to return; abort it after a grace period.
@@ -431,10 +439,10 @@ mod tests {
                 max_retries: 0,
                 base: Duration::from_millis(5),
                 max: Duration::from_millis(20),
+                ..RetryPolicy::default()
             },
             changes: Some(changes),
             invoker: Invoker::new(Duration::from_secs(1)),
-            retry: RetryPolicy::default(),
             max_in_flight: 1,
             drain_grace: Duration::from_secs(1),
             metrics: Metrics::new(),
@@ -451,6 +459,8 @@ mod tests {
             },
             url: "http://127.0.0.1:9".into(),
             timeout: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            dead_letter: None,
             delivery: crate::delivery::DeliveryMode::AtLeastOnce,
             trigger: ObjectReference::default(),
         }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Uri;
+use http::{HeaderValue, Uri};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use tokio::sync::Semaphore;
@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 use crate::Error;
 use crate::invoker::Invoker;
 use crate::metrics::Metrics;
+pub use crate::policy::BackoffPolicy;
 
 /// One event from the source.
 pub struct Event {
@@ -74,15 +75,19 @@ pub enum Outcome {
     /// Every attempt failed, or the function answered 4xx. In at-least-once
     /// mode the source must not acknowledge the event: the broker redelivers it.
     Failed,
+    /// Every attempt failed and the trigger's dead letter took the event:
+    /// acknowledge it.
+    DeadLettered,
     /// At-most-once: acknowledged on receipt, before delivery.
     Received,
 }
 
 /// When a consumer's events are acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeliveryMode {
     /// After delivery; a final failure is left unacknowledged for the broker to
     /// redeliver. Only sources that acknowledge (`event_source::ACKNOWLEDGES`) give it.
+    #[default]
     AtLeastOnce,
     /// On receipt, as the Kubeless originals did.
     AtMostOnce,
@@ -114,23 +119,35 @@ impl fmt::Display for DeliveryMode {
 pub struct RetryPolicy {
     /// Attempts after the first.
     pub max_retries: u32,
-    /// Pause before the first retry; doubled for each further one.
+    /// Pause before the first retry.
     pub base: Duration,
+    /// How the pause grows for each further retry.
+    pub policy: BackoffPolicy,
     /// Longest pause.
     pub max: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
-        RetryPolicy { max_retries: 3, base: Duration::from_millis(200), max: Duration::from_secs(30) }
+        RetryPolicy {
+            max_retries: 3,
+            base: Duration::from_millis(200),
+            policy: BackoffPolicy::Exponential,
+            max: Duration::from_secs(30),
+        }
     }
 }
 
 impl RetryPolicy {
-    /// The pause before retry number `retry` (0-based): exponential, capped,
-    /// with jitter between half and all of it so retries do not synchronise.
+    /// The pause before retry number `retry` (0-based): exponential or
+    /// linear, capped, with jitter between half and all of it so retries do
+    /// not synchronise.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let full = self.base.saturating_mul(2u32.saturating_pow(retry)).min(self.max);
+        let factor = match self.policy {
+            BackoffPolicy::Exponential => 2u32.saturating_pow(retry),
+            BackoffPolicy::Linear => retry.saturating_add(1),
+        };
+        let full = self.base.saturating_mul(factor).min(self.max);
         let mut random = [0u8; 8];
         let fraction = match getrandom::fill(&mut random) {
             Ok(()) => u64::from_le_bytes(random) as f64 / u64::MAX as f64,
@@ -207,15 +224,19 @@ struct Inner {
     tracker: TaskTracker,
     metrics: Metrics,
     failures: Option<FailureReporter>,
+    /// Where events go after their last failed attempt.
+    dead_letter: Option<(String, Option<Uri>)>,
 }
 
 /// How a sink delivers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SinkOptions {
     pub retry: RetryPolicy,
     pub mode: DeliveryMode,
     /// Deliveries running at once; [`Sink::send`] waits while this many run.
     pub max_in_flight: usize,
+    /// URL of the trigger's dead letter, if it has one.
+    pub dead_letter: Option<String>,
 }
 
 impl Sink {
@@ -237,6 +258,10 @@ impl Sink {
                 tracker: TaskTracker::new(),
                 metrics,
                 failures,
+                dead_letter: options.dead_letter.map(|url| {
+                    let uri = url.parse().ok();
+                    (url, uri)
+                }),
             }),
         }
     }
@@ -313,37 +338,98 @@ impl Sink {
 impl Inner {
     async fn deliver(&self, body: &Bytes, topic: Option<&str>) -> Outcome {
         let Some(uri) = &self.uri else {
-            warn!(url = %self.url, "not a valid function URL; dropping the event");
+            warn!(url = %self.url, "not a valid function URL; the event is not delivered");
             self.metrics.failed.inc();
             return Outcome::Failed;
         };
         let started = Instant::now();
+        let (error, attempts) = match self.attempt(uri, body, topic, &[]).await {
+            Ok(()) => {
+                self.metrics.delivered.inc();
+                self.metrics.latency.observe(started.elapsed().as_secs_f64());
+                return Outcome::Delivered;
+            }
+            Err(failure) => failure,
+        };
+        warn!(url = %self.url, error = %error, attempts, "delivery failed");
+        self.metrics.failed.inc();
+        if let Some(failures) = &self.failures {
+            failures.report(&error);
+        }
+        match &self.dead_letter {
+            None => Outcome::Failed,
+            Some((url, uri)) => self.dead_letter(url, uri.as_ref(), body, topic, &error, attempts).await,
+        }
+    }
+
+    /// Attempts with retries; on failure, the last error and the number of attempts.
+    async fn attempt(
+        &self,
+        uri: &Uri,
+        body: &Bytes,
+        topic: Option<&str>,
+        extra: &[(&'static str, HeaderValue)],
+    ) -> Result<(), (Error, u32)> {
         let mut retry = 0;
         loop {
-            match self.invoker.deliver(uri, body, topic).await {
-                Ok(()) => {
-                    self.metrics.delivered.inc();
-                    self.metrics.latency.observe(started.elapsed().as_secs_f64());
-                    return Outcome::Delivered;
-                }
+            match self.invoker.deliver_with(uri, body, topic, extra).await {
+                Ok(()) => return Ok(()),
                 Err(e) if retryable(&e) && retry < self.retry.max_retries => {
                     let pause = self.retry.backoff(retry);
-                    debug!(url = %self.url, error = %e, ?pause, "delivery failed; retrying");
+                    debug!(url = %uri, error = %e, ?pause, "delivery failed; retrying");
                     self.metrics.retried.inc();
                     retry += 1;
                     tokio::time::sleep(pause).await;
                 }
-                Err(e) => {
-                    warn!(url = %self.url, error = %e, attempts = retry + 1, "delivery failed");
-                    self.metrics.failed.inc();
-                    if let Some(failures) = &self.failures {
-                        failures.report(&e);
-                    }
-                    return Outcome::Failed;
-                }
+                Err(e) => return Err((e, retry + 1)),
             }
         }
     }
+
+    /// Hand a finally failed event to the dead letter, with headers saying
+    /// where it was going, after how many attempts, and why it failed.
+    async fn dead_letter(
+        &self,
+        url: &str,
+        uri: Option<&Uri>,
+        body: &Bytes,
+        topic: Option<&str>,
+        error: &Error,
+        attempts: u32,
+    ) -> Outcome {
+        let Some(uri) = uri else {
+            warn!(dead_letter = %url, "not a valid dead-letter URL; the event is not acknowledged");
+            return Outcome::Failed;
+        };
+        let mut extra = vec![
+            ("dead-letter-destination", header(&self.url)),
+            ("dead-letter-attempts", HeaderValue::from(attempts)),
+            ("dead-letter-reason", header(&error.to_string())),
+        ];
+        if let Error::Status { status, .. } = error {
+            extra.push(("dead-letter-status", HeaderValue::from(status.as_u16())));
+        }
+        match self.attempt(uri, body, topic, &extra).await {
+            Ok(()) => {
+                self.metrics.dead_lettered.inc();
+                Outcome::DeadLettered
+            }
+            Err((e, attempts)) => {
+                warn!(dead_letter = %url, error = %e, attempts, "the dead letter failed too; the event is not acknowledged");
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+/// `text` as a header value: printable ASCII kept, anything else escaped, at most 1 KiB.
+fn header(text: &str) -> HeaderValue {
+    let mut escaped: String = text.escape_default().collect();
+    if escaped.len() > 1024 {
+        let cut = (0..=1024).rev().find(|&i| escaped.is_char_boundary(i)).unwrap_or(0);
+        escaped.truncate(cut);
+    }
+    HeaderValue::from_str(&escaped).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
@@ -398,9 +484,13 @@ mod tests {
     }
 
     fn sink(url: &str, mode: DeliveryMode, max_in_flight: usize) -> Sink {
-        let retry =
-            RetryPolicy { max_retries: 3, base: Duration::from_millis(5), max: Duration::from_millis(20) };
-        let options = SinkOptions { retry, mode, max_in_flight };
+        let retry = RetryPolicy {
+            max_retries: 3,
+            base: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        };
+        let options = SinkOptions { retry, mode, max_in_flight, dead_letter: None };
         Sink::new(url.to_owned(), Invoker::new(Duration::from_secs(2)), options, Metrics::new(), None)
     }
 
@@ -466,12 +556,111 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn at_least_once_acknowledges_a_final_failure_too() {
+    async fn at_least_once_reports_a_final_failure_for_the_source_to_leave_unacknowledged() {
         let f = function(vec![404], false).await;
         let sink = sink(&f.url, DeliveryMode::AtLeastOnce, 4);
         let (event, mut acks) = acked("x");
         sink.send(event).await;
         assert_eq!(acks.recv().await, Some(Outcome::Failed));
+    }
+
+    /// A loopback dead letter that reports each request's headers and body.
+    async fn dead_letter() -> (String, mpsc::UnboundedReceiver<(http::HeaderMap, Bytes)>) {
+        use http_body_util::BodyExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let headers = req.headers().clone();
+                            let body =
+                                req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let _ = tx.send((headers, body));
+                            Response::builder().status(StatusCode::OK).body(Full::new(Bytes::new()))
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    fn with_dead_letter(url: &str, dead_letter: &str) -> Sink {
+        let retry = RetryPolicy {
+            max_retries: 2,
+            base: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        };
+        let options = SinkOptions {
+            retry,
+            max_in_flight: 4,
+            dead_letter: Some(dead_letter.to_owned()),
+            ..SinkOptions::default()
+        };
+        Sink::new(url.to_owned(), Invoker::new(Duration::from_secs(2)), options, Metrics::new(), None)
+    }
+
+    #[tokio::test]
+    async fn a_final_failure_goes_to_the_dead_letter_with_the_reason_then_is_acknowledged() {
+        let f = function(vec![503], false).await;
+        let (dlq, mut dead) = dead_letter().await;
+        let sink = with_dead_letter(&f.url, &dlq);
+        let (event, mut acks) = acked("{\"order\":1}");
+        sink.send(event.with_topic("orders")).await;
+        assert_eq!(
+            acks.recv().await,
+            Some(Outcome::DeadLettered),
+            "acknowledged once the dead letter took it"
+        );
+        assert_eq!(f.requests.load(Ordering::SeqCst), 3, "the first attempt and 2 retries");
+        let (headers, body) = dead.recv().await.expect("the dead letter got the event");
+        assert_eq!(body, Bytes::from_static(b"{\"order\":1}"));
+        assert_eq!(headers["dead-letter-destination"], f.url.as_str());
+        assert_eq!(headers["dead-letter-attempts"], "3");
+        assert_eq!(headers["dead-letter-status"], "503");
+        let reason = headers["dead-letter-reason"].to_str().expect("ASCII");
+        assert!(reason.contains("503"), "{reason}");
+        assert_eq!(headers["event-topic"], "orders", "the Kubeless headers stay");
+        assert_eq!(sink.inner.metrics.dead_lettered.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn when_the_dead_letter_fails_too_the_event_is_not_acknowledged() {
+        let f = function(vec![500], false).await;
+        let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dlq = format!("http://{}", gone.local_addr().expect("addr"));
+        drop(gone);
+        let sink = with_dead_letter(&f.url, &dlq);
+        let (event, mut acks) = acked("x");
+        sink.send(event).await;
+        assert_eq!(acks.recv().await, Some(Outcome::Failed));
+        assert_eq!(sink.inner.metrics.dead_lettered.get(), 0);
+    }
+
+    #[test]
+    fn linear_backoff_grows_by_the_delay() {
+        let policy = RetryPolicy {
+            max_retries: 10,
+            base: Duration::from_millis(100),
+            policy: BackoffPolicy::Linear,
+            max: Duration::from_secs(1),
+        };
+        for (retry, full) in [(0, 100), (1, 200), (2, 300), (3, 400), (12, 1000)] {
+            let pause = policy.backoff(retry);
+            let full = Duration::from_millis(full);
+            assert!(
+                pause >= full / 2 && pause <= full,
+                "retry {retry}: {pause:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
     }
 
     #[tokio::test]
@@ -534,8 +723,7 @@ mod tests {
             namespace: Some("default".into()),
             ..ObjectReference::default()
         };
-        let options =
-            SinkOptions { retry: RetryPolicy::default(), mode: DeliveryMode::AtLeastOnce, max_in_flight: 1 };
+        let options = SinkOptions { max_in_flight: 1, ..SinkOptions::default() };
         let failures = FailureReporter::new(recorder, trigger);
         let sink = Sink::new(
             f.url.clone(),
@@ -575,8 +763,12 @@ mod tests {
 
     #[test]
     fn backoff_grows_exponentially_with_jitter_and_a_cap() {
-        let policy =
-            RetryPolicy { max_retries: 10, base: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let policy = RetryPolicy {
+            max_retries: 10,
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            ..RetryPolicy::default()
+        };
         for (retry, full) in [(0, 100), (1, 200), (2, 400), (3, 800), (4, 1000), (9, 1000)] {
             let pause = policy.backoff(retry);
             let full = Duration::from_millis(full);

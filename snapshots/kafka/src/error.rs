@@ -28,6 +28,8 @@ pub enum Error {
     Status { url: String, status: http::StatusCode },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("dead letter unavailable: {0}")]
+    DeadLetterUnavailable(String),
     #[error("events for {url} lost before delivery: {cause}")]
     Lost { url: String, cause: String },
 }
@@ -47,6 +49,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Status { .. } => "DeliveryFailed",
             Error::Config(_) => "InvalidConfiguration",
+            Error::DeadLetterUnavailable(_) => "DeadLetterUnavailable",
             Error::Lost { .. } => "EventsLost",
         }
     }

@@ -30,6 +30,7 @@ use crate::consumers::{self, ConsumerKey, Consumers, Desired, Runtime, Source};
 use crate::delivery::{DeliveryMode, RetryPolicy};
 use crate::invoker::{DEFAULT_FUNCTION_TIMEOUT, Invoker, function_timeout, function_url};
 use crate::metrics::Metrics;
+use crate::policy::{self, DeadLetterTarget};
 use crate::server::{self, Health};
 use crate::{Error, Result, event_source};
 
@@ -88,10 +89,10 @@ impl Context {
                 max_retries: 0,
                 base: Duration::from_secs(1),
                 max: Duration::from_secs(60),
+                ..RetryPolicy::default()
             },
             changes: Some(changes),
             invoker: Invoker::new(config.request_timeout.unwrap_or(DEFAULT_FUNCTION_TIMEOUT)),
-            retry: config.retry,
             max_in_flight: config.max_in_flight,
             drain_grace: config.shutdown_grace,
             metrics: metrics.clone(),
@@ -354,11 +355,15 @@ pub fn effective_mode(requested: DeliveryMode, source_acknowledges: bool) -> Del
 }
 
 /// How a trigger's consumers deliver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     pub delivery: DeliveryMode,
     /// `REQUEST_TIMEOUT_SECONDS`, else each function's own timeout.
     pub timeout: Option<Duration>,
+    /// The trigger's retries: its `spec.delivery` over the controller's defaults.
+    pub retry: RetryPolicy,
+    /// URL of the trigger's dead letter.
+    pub dead_letter: Option<String>,
 }
 
 /// What a trigger's functions resolved to: the consumers to run, and the
@@ -372,14 +377,31 @@ pub struct Resolved {
 /// Look up a trigger's functions and their Services, one by one.
 async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved> {
     let delivery = effective_mode(delivery_mode(trigger, ctx.config.delivery)?, event_source::ACKNOWLEDGES);
+    let policy = trigger.spec.delivery.as_ref();
+    let retry = policy::retry_policy(policy, ctx.config.retry).map_err(Error::Config)?;
+    let dead_letter = policy::dead_letter(policy).map_err(Error::Config)?;
     let functions = matching_functions(trigger, ns, &ctx.client).await?;
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
     let mut ports = Vec::with_capacity(functions.len());
     for function in &functions {
         ports.push(service_port(&services, &function.name_any()).await);
     }
-    let settings = Settings { delivery, timeout: ctx.config.request_timeout };
-    Ok(resolve_functions(trigger, ns, settings, functions.iter().zip(ports), &ctx.consumers))
+    let mut unavailable = Vec::new();
+    let dead_letter = match dead_letter {
+        None => None,
+        Some(DeadLetterTarget::Uri(uri)) => Some(uri),
+        Some(DeadLetterTarget::Function(name)) => match service_port(&services, &name).await {
+            Ok(port) => Some(function_url(&name, ns, port)),
+            Err(e) => {
+                unavailable.push(Error::DeadLetterUnavailable(e.to_string()));
+                None
+            }
+        },
+    };
+    let settings = Settings { delivery, timeout: ctx.config.request_timeout, retry, dead_letter };
+    let mut resolved = resolve_functions(trigger, ns, settings, functions.iter().zip(ports), &ctx.consumers);
+    resolved.failures.extend(unavailable);
+    Ok(resolved)
 }
 
 /// One consumer per function whose Service answered with a port. A function
@@ -409,8 +431,15 @@ pub fn resolve_functions<'a>(
             }
         };
         let timeout = settings.timeout.unwrap_or_else(|| function_timeout(function));
-        let delivery = settings.delivery;
-        resolved.desired.push(Desired { url, key, delivery, timeout, trigger: trigger.object_ref(&()) });
+        resolved.desired.push(Desired {
+            url,
+            key,
+            delivery: settings.delivery,
+            timeout,
+            retry: settings.retry,
+            dead_letter: settings.dead_letter.clone(),
+            trigger: trigger.object_ref(&()),
+        });
     }
     resolved
 }
@@ -524,6 +553,8 @@ mod tests {
             key,
             url: url.into(),
             timeout: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            dead_letter: None,
             delivery: DeliveryMode::AtLeastOnce,
             trigger: Default::default(),
         }
@@ -776,6 +807,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_delivery_policy_reaches_the_consumer_and_its_dead_letter_function_its_service() {
+        let (ctx, mut api) = mock_context();
+        let mut t = finalized(trigger());
+        t.spec.delivery = Some(
+            serde_json::from_value(
+                json!({ "retry": 9, "backoffDelay": "PT1S", "deadLetter": { "function": "dlq" } }),
+            )
+            .expect("delivery"),
+        );
+        let server = tokio::spawn(async move {
+            expect_function_lookup(&mut api).await;
+            let (_, send) = api.next_request().await.expect("service lookup");
+            send.send_response(respond(&service("hello", 8080)));
+            let (req, send) = api.next_request().await.expect("dead letter service lookup");
+            assert_eq!(req.uri().path(), "/api/v1/namespaces/default/services/dlq");
+            send.send_response(respond(&service("dlq", 8081)));
+            expect_status_patch(&mut api).await;
+        });
+        let t = Arc::new(t);
+        let resolved = resolve(&t, "default", &ctx).await.expect("resolved");
+        assert_eq!(resolved.desired.len(), 1);
+        assert_eq!(resolved.desired[0].retry.max_retries, 9);
+        assert_eq!(resolved.desired[0].retry.base, Duration::from_secs(1));
+        assert_eq!(
+            resolved.desired[0].dead_letter.as_deref(),
+            Some("http://dlq.default.svc.cluster.local:8081")
+        );
+        write_status(&ctx, &t, Vec::new(), ready_condition(&t, "True", "Delivering", "test"))
+            .await
+            .expect("status");
+        tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_delivery_policy_is_the_triggers_fault() {
+        let (ctx, _api) = mock_context();
+        let mut t = trigger();
+        t.spec.delivery = Some(
+            serde_json::from_value(json!({ "deadLetter": { "function": "a", "uri": "http://b" } }))
+                .expect("delivery"),
+        );
+        let err = resolve(&t, "default", &ctx).await.unwrap_err();
+        assert_eq!(err.reason(), "InvalidConfiguration");
+        assert!(err.to_string().contains("exactly one"), "{err}");
+    }
+
+    #[tokio::test]
     async fn one_function_without_a_service_does_not_stop_the_others() {
         let (ctx, _api) = mock_context();
         let t = trigger();
@@ -787,7 +865,7 @@ mod tests {
         let resolved = resolve_functions(
             &t,
             "default",
-            Settings { delivery: DeliveryMode::AtLeastOnce, timeout: None },
+            Settings::default(),
             [(&hello, Ok(8080)), (&other, Err(missing))],
             &ctx.consumers,
         );
@@ -810,7 +888,7 @@ mod tests {
         let resolved = resolve_functions(
             &trigger(),
             "default",
-            Settings { delivery: DeliveryMode::AtLeastOnce, timeout: None },
+            Settings::default(),
             [(&hello, Err(transient))],
             &ctx.consumers,
         );

@@ -110,7 +110,7 @@ mod tests {
 
     use crate::apis::{TEST_SPEC_JSON, TriggerSpec};
     use crate::consumers::ConsumerKey;
-    use crate::delivery::{DeliveryMode, RetryPolicy, SinkOptions};
+    use crate::delivery::{DeliveryMode, SinkOptions};
     use crate::invoker::{Invoker, event_id};
     use crate::metrics::Metrics;
 
@@ -157,8 +157,7 @@ mod tests {
             delivery: DeliveryMode::AtLeastOnce,
             max_in_flight: 4,
         };
-        let options =
-            SinkOptions { retry: RetryPolicy::default(), mode: DeliveryMode::AtLeastOnce, max_in_flight: 4 };
+        let options = SinkOptions { max_in_flight: 4, ..SinkOptions::default() };
         let sink = Sink::new(url, Invoker::new(Duration::from_secs(5)), options, Metrics::new(), None);
         let shutdown = CancellationToken::new();
         let consumer = tokio::spawn(consume(ctx, sink, shutdown.clone()));

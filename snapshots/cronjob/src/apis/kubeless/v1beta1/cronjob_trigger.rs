@@ -96,6 +96,9 @@ pub struct CronJobTriggerSpec {
     pub priority: i64,
     /// Name of the function, in the trigger's namespace, that receives every event.
     pub function_name: String,
+    /// How events are retried, and where they go when delivery finally fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::policy::DeliverySpec>,
 }
 
 fn default_timezone() -> String {

@@ -69,6 +69,9 @@ pub struct GooglePubSubEventTriggerSpec {
     pub flags: Option<Vec<bool>>,
     /// Label selector of the functions, in the trigger's namespace, that receive every event.
     pub function_selector: LabelSelector,
+    /// How events are retried, and where they go when delivery finally fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::policy::DeliverySpec>,
 }
 
 fn default_quote() -> String {

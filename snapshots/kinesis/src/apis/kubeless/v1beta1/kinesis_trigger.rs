@@ -48,6 +48,9 @@ pub struct KinesisTriggerSpec {
     pub endpoint: Option<String>,
     /// Name of the function, in the trigger's namespace, that receives every event.
     pub function_name: String,
+    /// How events are retried, and where they go when delivery finally fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::policy::DeliverySpec>,
 }
 
 /// Observed state of the trigger, written by its controller.

@@ -34,6 +34,9 @@ pub struct NATSTriggerSpec {
     pub topic: String,
     /// Label selector of the functions, in the trigger's namespace, that receive every event.
     pub function_selector: LabelSelector,
+    /// How events are retried, and where they go when delivery finally fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::policy::DeliverySpec>,
 }
 
 /// Observed state of the trigger, written by its controller.
