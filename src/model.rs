@@ -101,7 +101,11 @@ pub struct EnvVar {
 /// `nats` source whose spec has the preset's required string `topic`.
 fn built_in_source(spec: &Spec) -> Option<&'static str> {
     let has_topic = spec.fields.iter().any(|f| f.name == "topic" && f.ty == FieldType::String && f.required);
-    (spec.source == "nats" && has_topic).then_some("nats")
+    let has_stream = spec
+        .fields
+        .iter()
+        .any(|f| f.name == "stream" && f.ty == FieldType::String && !f.required && f.default.is_none());
+    (spec.source == "nats" && has_topic && has_stream).then_some("nats")
 }
 
 /// How the association field is spelled in the generated Rust.
@@ -201,7 +205,9 @@ impl Model {
         let built_in = built_in_source(spec);
         let (source_dependencies, source_env) = match built_in {
             Some("nats") => (
-                vec![r#"async-nats = { version = "0.51", default-features = false, features = ["ring"] }"#],
+                vec![
+                    r#"async-nats = { version = "0.51", default-features = false, features = ["ring", "jetstream"] }"#,
+                ],
                 vec![EnvVar {
                     name: "NATS_URL",
                     value: "nats://nats.nats-io.svc.cluster.local:4222",

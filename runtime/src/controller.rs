@@ -375,7 +375,10 @@ pub struct Resolved {
 
 /// Look up a trigger's functions and their Services, one by one.
 async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved> {
-    let delivery = effective_mode(delivery_mode(trigger, ctx.config.delivery)?, event_source::ACKNOWLEDGES);
+    let delivery = effective_mode(
+        delivery_mode(trigger, ctx.config.delivery)?,
+        event_source::acknowledges(&trigger.spec),
+    );
     let policy = trigger.spec.delivery.as_ref();
     let retry = policy::retry_policy(policy, ctx.config.retry).map_err(Error::Config)?;
     let dead_letter = policy::dead_letter(policy).map_err(Error::Config)?;
@@ -682,7 +685,7 @@ mod tests {
             assert_eq!(body["status"]["observedGeneration"], json!(1));
             assert_eq!(body["status"]["conditions"][0]["type"], "Ready");
             assert_eq!(body["status"]["conditions"][0]["status"], "True");
-            let mode = effective_mode(DeliveryMode::AtLeastOnce, event_source::ACKNOWLEDGES);
+            let mode = effective_mode(DeliveryMode::AtLeastOnce, event_source::acknowledges(&spec()));
             assert_eq!(
                 body["status"]["conditions"][0]["message"],
                 format!("delivering to 1 function, {mode}")

@@ -86,7 +86,7 @@ pub enum Outcome {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeliveryMode {
     /// After delivery; a final failure is left unacknowledged for the broker to
-    /// redeliver. Only sources that acknowledge (`event_source::ACKNOWLEDGES`) give it.
+    /// redeliver. Only sources that acknowledge (`event_source::acknowledges`) give it.
     #[default]
     AtLeastOnce,
     /// On receipt, as the Kubeless originals did.

@@ -16,8 +16,8 @@
 //!    or on receipt (`at-most-once`, see `ctx.delivery`): commit the offset or
 //!    ack the message on `Delivered` or `Received`, and on `Failed` do not (nak
 //!    it, or leave the offset uncommitted) so the broker redelivers it;
-//!    then set [`ACKNOWLEDGES`] to `true`: until then the runtime delivers
-//!    at-most-once and says so in the trigger's status;
+//!    then make [`acknowledges`] return `true`: until then the runtime
+//!    delivers at-most-once and says so in the trigger's status;
 //! 4. return when `shutdown` is cancelled; deliveries in flight are drained for you.
 //!
 //! Until then this skeleton connects to nothing, delivers nothing, and waits
@@ -26,15 +26,18 @@
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::apis::TriggerSpec;
 use crate::consumers::ConsumerContext;
 use crate::delivery::Sink;
 
 /// Errors a consumer may end with; they are logged by the runtime.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Whether `consume` acknowledges events through `Event::with_ack`: set it
-/// to `true` once it does, for at-least-once delivery.
-pub const ACKNOWLEDGES: bool = false;
+/// Whether `consume` acknowledges the events of triggers with `spec` through
+/// `Event::with_ack`: return `true` once it does, for at-least-once delivery.
+pub fn acknowledges(_spec: &TriggerSpec) -> bool {
+    false
+}
 
 /// Consume Kinesis events for one (trigger, function) pair until `shutdown`.
 pub async fn consume(

@@ -1,32 +1,52 @@
 // Scaffolded by kubeless-trigger, then yours: edit freely, `kubeless-trigger` never rewrites this file.
-//! The NATS event source: a queue subscription on the trigger's `topic`.
+//! The NATS event source, in one of two modes chosen by the trigger's spec:
+//!
+//! - core NATS (no `stream`): a queue subscription on `topic`. Core NATS has
+//!   no acknowledgements, so delivery is at-most-once: a message is gone once
+//!   received, whatever happens to its delivery;
+//! - JetStream (`stream` set): a durable pull consumer on the stream, filtered
+//!   by `topic`. A message is acknowledged after delivery (or after the dead
+//!   letter took it) and nak'ed with a delay after a final failure, so the
+//!   server redelivers it: at-least-once.
 //!
 //! The runtime calls [`consume`] once per (trigger, function) pair and cancels
 //! `shutdown` when the trigger changes or goes away, when the function stops
-//! matching, or when the controller shuts down. Everything else (watching,
-//! finalizers, status, HTTP delivery with the Kubeless headers) is done for you.
-//!
-//! Every consumer subscribes with its group name as the NATS queue group, so
-//! controller replicas share the messages instead of each delivering them.
-//! Core NATS has no acknowledgements: delivery is at-most-once whatever the
-//! mode (a JetStream consumer would ack in `Event::with_ack`).
+//! matching, or when the controller shuts down; it restarts a consumer that
+//! fails. Everything else (watching, finalizers, status, HTTP delivery with
+//! the Kubeless headers) is done for you. Every consumer uses its group name
+//! as the queue group or durable name, so controller replicas share the
+//! messages instead of each delivering them.
 
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::apis::TriggerSpec;
 use crate::consumers::ConsumerContext;
-use crate::delivery::{Event, Sink};
+use crate::delivery::{Event, Outcome, Sink};
 
-/// Errors a consumer may end with; they are logged by the runtime.
+/// Errors a consumer may end with; the runtime restarts the consumer.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Core NATS has no acknowledgements, so the runtime delivers at-most-once:
-/// a message is gone once received, whatever happens to its delivery.
-pub const ACKNOWLEDGES: bool = false;
+/// Whether the consumer of `spec` acknowledges events: only in JetStream mode.
+pub fn acknowledges(spec: &TriggerSpec) -> bool {
+    spec.stream.is_some()
+}
 
 /// Where the Kubeless NATS trigger looked for NATS; override with `NATS_URL`.
 pub const DEFAULT_NATS_URL: &str = "nats://nats.nats-io.svc.cluster.local:4222";
+
+/// How long JetStream waits for an acknowledgement before it redelivers: long
+/// enough for a slow function's retries (`ACK_WAIT_SECONDS` overrides).
+const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(300);
+/// Pause before JetStream redelivers a message whose delivery finally failed.
+const NAK_DELAY: Duration = Duration::from_secs(10);
+/// Subscription buffer per delivery slot (`MAX_IN_FLIGHT`): room for bursts
+/// while every slot is busy.
+const SUBSCRIPTION_BUFFER_PER_SLOT: usize = 64;
 
 /// The NATS server to connect to: `NATS_URL`, else [`DEFAULT_NATS_URL`].
 pub fn nats_url() -> String {
@@ -34,6 +54,11 @@ pub fn nats_url() -> String {
         .ok()
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned())
+}
+
+/// The durable consumer name of a group: `.` is not allowed in it.
+pub fn durable_name(group: &str) -> String {
+    group.replace('.', "_")
 }
 
 /// Deliver every message on the trigger's topic until `shutdown`.
@@ -64,8 +89,22 @@ pub async fn consume(
         () = shutdown.cancelled() => return Ok(()),
         client = connecting => client?,
     };
+    match ctx.spec.stream.clone() {
+        None => core(&ctx, client, &sink, &shutdown, &url).await,
+        Some(stream) => jetstream(&ctx, client, &sink, &shutdown, &stream).await,
+    }
+}
+
+/// Core NATS: a queue subscription; at-most-once.
+async fn core(
+    ctx: &ConsumerContext,
+    client: async_nats::Client,
+    sink: &Sink,
+    shutdown: &CancellationToken,
+    url: &str,
+) -> Result<(), SourceError> {
     let mut messages = client.queue_subscribe(ctx.spec.topic.clone(), ctx.group.clone()).await?;
-    info!(group = %ctx.group, topic = %ctx.spec.topic, %url, "subscribed");
+    info!(group = %ctx.group, topic = %ctx.spec.topic, %url, "subscribed (core NATS, at-most-once)");
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -90,15 +129,70 @@ pub async fn consume(
     Ok(())
 }
 
-/// Subscription buffer per delivery slot (`MAX_IN_FLIGHT`): room for bursts
-/// while every slot is busy.
-const SUBSCRIPTION_BUFFER_PER_SLOT: usize = 64;
+/// JetStream: a durable pull consumer, acknowledged after delivery; at-least-once.
+async fn jetstream(
+    ctx: &ConsumerContext,
+    client: async_nats::Client,
+    sink: &Sink,
+    shutdown: &CancellationToken,
+    stream: &str,
+) -> Result<(), SourceError> {
+    let js = jetstream::new(client);
+    let durable = durable_name(&ctx.group);
+    let ack_wait = std::env::var("ACK_WAIT_SECONDS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .map_or(DEFAULT_ACK_WAIT, Duration::from_secs);
+    let config = pull::Config {
+        durable_name: Some(durable.clone()),
+        filter_subject: ctx.spec.topic.clone(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait,
+        max_ack_pending: i64::try_from(ctx.max_in_flight).unwrap_or(i64::MAX),
+        ..pull::Config::default()
+    };
+    let consumer = js.get_stream(stream).await?.create_consumer(config).await?;
+    let mut messages = consumer.messages().await?;
+    info!(group = %ctx.group, %stream, %durable, topic = %ctx.spec.topic, "consuming (JetStream, at-least-once)");
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            message = messages.next() => message,
+        };
+        let message = match message {
+            Some(Ok(message)) => message,
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err("the JetStream consumer ended".into()),
+        };
+        let subject = message.subject.to_string();
+        let payload = message.payload.clone();
+        let event = Event::new(payload).with_topic(subject).with_ack(move |outcome| {
+            let kind = match outcome {
+                Outcome::Failed => AckKind::Nak(Some(NAK_DELAY)),
+                Outcome::Delivered | Outcome::DeadLettered | Outcome::Received => AckKind::Ack,
+            };
+            tokio::spawn(async move {
+                if let Err(e) = message.ack_with(kind).await {
+                    // Not acknowledged: JetStream redelivers it after ack_wait.
+                    warn!(error = %e, "acknowledging a JetStream message failed");
+                }
+            });
+        });
+        // A message still waiting for a delivery slot at shutdown is neither
+        // acked nor lost: JetStream redelivers it after `ack_wait`.
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = sink.send(event) => {}
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::convert::Infallible;
-    use std::time::Duration;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
@@ -110,28 +204,34 @@ mod tests {
 
     use crate::apis::{TEST_SPEC_JSON, TriggerSpec};
     use crate::consumers::ConsumerKey;
-    use crate::delivery::{DeliveryMode, SinkOptions};
+    use crate::delivery::{DeliveryMode, RetryPolicy, SinkOptions};
     use crate::invoker::{Invoker, event_id};
     use crate::metrics::Metrics;
 
-    /// A loopback function that reports each request's `event-topic` and body.
-    async fn function() -> (String, mpsc::UnboundedReceiver<(String, Bytes)>) {
+    /// A loopback function that reports each request's `event-topic` and body,
+    /// and answers 500 to the first `failures` of them.
+    async fn function(failures: usize) -> (String, mpsc::UnboundedReceiver<(String, Bytes)>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = mpsc::unbounded_channel();
+        let seen = Arc::new(AtomicUsize::new(0));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let tx = tx.clone();
+                let (tx, seen) = (tx.clone(), seen.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let tx = tx.clone();
+                        let (tx, seen) = (tx.clone(), seen.clone());
                         async move {
                             let topic = req.headers().get("event-topic").and_then(|v| v.to_str().ok());
                             let topic = topic.unwrap_or_default().to_owned();
                             let body =
                                 req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             let _ = tx.send((topic, body));
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                            let mut response = hyper::Response::new(Full::new(Bytes::new()));
+                            if seen.fetch_add(1, Ordering::SeqCst) < failures {
+                                *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                            }
+                            Ok::<_, Infallible>(response)
                         }
                     });
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
@@ -141,13 +241,11 @@ mod tests {
         (url, rx)
     }
 
-    #[tokio::test]
-    #[ignore = "needs a NATS server: NATS_URL=nats://127.0.0.1:4222 cargo test -- --ignored"]
-    async fn messages_on_the_topic_reach_the_function() {
-        let (url, mut received) = function().await;
-        let subject = format!("kubeless-test-{}", event_id());
-        let mut spec: TriggerSpec = serde_json::from_str(TEST_SPEC_JSON).expect("a valid test spec");
-        spec.topic = subject.clone();
+    /// A consumer of `spec` delivering to `url` without retries.
+    fn start(
+        spec: TriggerSpec,
+        url: String,
+    ) -> (CancellationToken, tokio::task::JoinHandle<Result<(), SourceError>>) {
         let key =
             ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
         let ctx = ConsumerContext {
@@ -157,10 +255,25 @@ mod tests {
             delivery: DeliveryMode::AtLeastOnce,
             max_in_flight: 4,
         };
-        let options = SinkOptions { max_in_flight: 4, ..SinkOptions::default() };
+        let retry = RetryPolicy { max_retries: 0, ..RetryPolicy::default() };
+        let options = SinkOptions { max_in_flight: 4, retry, ..SinkOptions::default() };
         let sink = Sink::new(url, Invoker::new(Duration::from_secs(5)), options, Metrics::new(), None);
         let shutdown = CancellationToken::new();
-        let consumer = tokio::spawn(consume(ctx, sink, shutdown.clone()));
+        (shutdown.clone(), tokio::spawn(consume(ctx, sink, shutdown)))
+    }
+
+    fn spec_on(subject: &str) -> TriggerSpec {
+        let mut spec: TriggerSpec = serde_json::from_str(TEST_SPEC_JSON).expect("a valid test spec");
+        spec.topic = subject.to_owned();
+        spec
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a NATS server: NATS_URL=nats://127.0.0.1:4222 cargo test -- --ignored"]
+    async fn messages_on_the_topic_reach_the_function() {
+        let (url, mut received) = function(0).await;
+        let subject = format!("kubeless-test-{}", event_id());
+        let (shutdown, consumer) = start(spec_on(&subject), url);
 
         let publisher = async_nats::connect(nats_url()).await.expect("a NATS server at NATS_URL");
         let body = Bytes::from_static(br#"{"payload":"hello"}"#);
@@ -177,5 +290,58 @@ mod tests {
         assert_eq!(got, Some((subject, body)), "the function received the message with its topic");
         shutdown.cancel();
         consumer.await.expect("join").expect("the consumer stops cleanly");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a NATS server with JetStream: nats-server -js; NATS_URL=... cargo test -- --ignored"]
+    async fn jetstream_redelivers_a_failed_message_and_acknowledges_it_once_delivered() {
+        let (url, mut received) = function(1).await;
+        let id = event_id();
+        let (subject, stream) = (format!("kubeless-test-{id}"), format!("KUBELESS_TEST_{id}"));
+        let client = async_nats::connect(nats_url()).await.expect("a NATS server at NATS_URL");
+        let js = jetstream::new(client);
+        js.create_stream(jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{subject}.>")],
+            ..Default::default()
+        })
+        .await
+        .expect("a JetStream-enabled server (nats-server -js)");
+        let body = Bytes::from_static(br#"{"order":1}"#);
+        let (subject, moved) = (format!("{subject}.a"), format!("{subject}.b"));
+        js.publish(subject.clone(), body.clone()).await.expect("publish").await.expect("stored");
+
+        let mut spec = spec_on(&subject);
+        spec.stream = Some(stream.clone());
+        let (shutdown, consumer) = start(spec.clone(), url.clone());
+        let first = tokio::time::timeout(Duration::from_secs(10), received.recv()).await.expect("delivered");
+        assert_eq!(first, Some((subject.clone(), body.clone())), "the first delivery fails with 500");
+        let again =
+            tokio::time::timeout(Duration::from_secs(30), received.recv()).await.expect("redelivered");
+        assert_eq!(again, Some((subject, body.clone())), "nak'ed, then redelivered and delivered");
+
+        let durable = durable_name("default.orders.hello");
+        let mut info =
+            js.get_stream(&stream).await.expect("stream").consumer_info(&durable).await.expect("info");
+        for _ in 0..50 {
+            if info.num_ack_pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            info = js.get_stream(&stream).await.expect("stream").consumer_info(&durable).await.expect("info");
+        }
+        assert_eq!((info.num_ack_pending, info.num_pending), (0, 0), "acknowledged, nothing left");
+        shutdown.cancel();
+        consumer.await.expect("join").expect("the consumer stops cleanly");
+
+        // A changed topic restarts the consumer: the same durable now follows the new subject.
+        spec.topic = moved.clone();
+        let (shutdown, consumer) = start(spec, url);
+        js.publish(moved.clone(), body.clone()).await.expect("publish").await.expect("stored");
+        let next = tokio::time::timeout(Duration::from_secs(10), received.recv()).await.expect("delivered");
+        assert_eq!(next, Some((moved, body)), "the restarted consumer follows the new topic");
+        shutdown.cancel();
+        consumer.await.expect("join").expect("the consumer stops cleanly");
+        js.delete_stream(&stream).await.expect("cleanup");
     }
 }

@@ -32,6 +32,10 @@ pub struct NATSTriggerSpec {
     /// NATS subject to subscribe to (`*` matches one token, a final `>` the rest); each message on it is one event.
     #[schemars(length(min = 1), regex(pattern = r#"^(([^.\s*>]+|\*)(\.([^.\s*>]+|\*))*(\.>)?|>)$"#))]
     pub topic: String,
+    /// JetStream stream that holds `topic`. Set it for at-least-once delivery through a durable consumer (acknowledged after delivery, redelivered after a failure); leave it out for core NATS, at-most-once, as the Kubeless NATS trigger did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255), regex(pattern = r#"^[^.*>\s/\\]+$"#))]
+    pub stream: Option<String>,
     /// Label selector of the functions, in the trigger's namespace, that receive every event.
     pub function_selector: LabelSelector,
     /// How events are retried, and where they go when delivery finally fails.
