@@ -275,13 +275,7 @@ impl Consumers {
         for (_, r) in &stopping {
             r.cancel.cancel();
         }
-        let drains = stopping.into_iter().map(|(key, r)| async move {
-            stop_source(&key, r.task).await;
-            if !r.sink.drain(grace).await {
-                warn!(group = %key.group(), "deliveries still in flight after {grace:?}; abandoned");
-            }
-        });
-        futures::future::join_all(drains).await;
+        futures::future::join_all(stopping.into_iter().map(|(key, r)| finish(key, r, grace))).await;
     }
 
     fn start(&self, d: &Desired, spec: TriggerSpec, fingerprint: String) -> Running {
@@ -323,11 +317,7 @@ impl Consumers {
 
     async fn stop(&self, key: &ConsumerKey, r: Running) {
         info!(group = %key.group(), "stopping consumer");
-        r.cancel.cancel();
-        stop_source(key, r.task).await;
-        if !r.sink.drain(self.runtime.drain_grace).await {
-            warn!(group = %key.group(), "deliveries still in flight after {:?}; abandoned", self.runtime.drain_grace);
-        }
+        finish(key.clone(), r, self.runtime.drain_grace).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConsumerKey, Running>> {
@@ -394,6 +384,28 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn fingerprint(spec_json: &str, d: &Desired) -> String {
     format!("{} {} {:?} {:?} {:?} {spec_json}", d.url, d.delivery, d.timeout, d.retry, d.dead_letter)
+}
+
+/// Stop a consumer: cancel its source, wait for it, then give its deliveries
+/// in flight `grace` to finish. What is still in flight then is never
+/// silently gone: at-least-once leaves it unacknowledged for the broker to
+/// redeliver; at-most-once counts it as lost (an upper bound: a delivery that
+/// still completes later was counted too).
+async fn finish(key: ConsumerKey, r: Running, grace: Duration) {
+    r.cancel.cancel();
+    stop_source(&key, r.task).await;
+    if r.sink.drain(grace).await {
+        return;
+    }
+    let in_flight = r.sink.in_flight();
+    match r.sink.mode() {
+        DeliveryMode::AtLeastOnce => {
+            warn!(group = %key.group(), in_flight, "deliveries still in flight after {grace:?}; left unacknowledged for redelivery");
+        }
+        DeliveryMode::AtMostOnce => {
+            r.sink.lost(in_flight as u64, "still in flight when the shutdown grace ended");
+        }
+    }
 }
 
 /// Wait for a cancelled source to return; abort it after a grace period.
@@ -494,6 +506,40 @@ mod tests {
         assert!(consumers.unhealthy_of("default", "orders").is_empty(), "running again");
         consumers.stop_all(Duration::from_secs(1)).await;
         assert_eq!(calls.load(Ordering::SeqCst), 3, "a stopped consumer is not restarted");
+    }
+
+    #[tokio::test]
+    async fn at_most_once_deliveries_still_in_flight_at_the_end_of_the_grace_are_counted_lost() {
+        use tokio::io::AsyncReadExt;
+        // A function that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                held.push(stream);
+            }
+        });
+        let one_event: Source = Arc::new(|_ctx, sink: Sink, shutdown: CancellationToken| {
+            Box::pin(async move {
+                sink.send(crate::delivery::Event::new("x")).await;
+                shutdown.cancelled().await;
+                Ok(())
+            })
+        });
+        let (tx, _changes) = mpsc::unbounded_channel();
+        let consumers = consumers(one_event, tx);
+        let spec = serde_json::from_str(TEST_SPEC_JSON).expect("spec");
+        let mut d = desired();
+        d.url = url;
+        d.delivery = crate::delivery::DeliveryMode::AtMostOnce;
+        d.timeout = Duration::from_secs(60);
+        consumers.sync("default", "orders", &spec, vec![d]).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        consumers.stop_all(Duration::from_millis(50)).await;
+        assert_eq!(consumers.runtime.metrics.lost.get(), 1, "the hanging delivery is counted, not silent");
     }
 
     #[tokio::test]

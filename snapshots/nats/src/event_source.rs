@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -44,6 +44,9 @@ pub const DEFAULT_NATS_URL: &str = "nats://nats.nats-io.svc.cluster.local:4222";
 const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(300);
 /// Pause before JetStream redelivers a message whose delivery finally failed.
 const NAK_DELAY: Duration = Duration::from_secs(10);
+/// How long a stopping core consumer hands buffered messages over; less than
+/// the runtime's 10 s wait for a source to stop.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Subscription buffer per delivery slot (`MAX_IN_FLIGHT`): room for bursts
 /// while every slot is busy.
 const SUBSCRIPTION_BUFFER_PER_SLOT: usize = 64;
@@ -117,14 +120,31 @@ async fn core(
             },
         }
     }
-    // Drain: stop new messages, then hand over what the client already buffered.
+    // Drain: stop new messages, then hand over what the client already
+    // buffered, until DRAIN_DEADLINE; what is left then is counted as lost.
     if let Err(e) = messages.drain().await {
         warn!(error = %e, "draining the subscription failed");
-        return Ok(());
     }
-    while let Some(message) = messages.next().await {
-        let subject = message.subject.to_string();
-        sink.send(Event::new(message.payload).with_topic(subject)).await;
+    let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
+    loop {
+        match tokio::time::timeout_at(deadline, messages.next()).await {
+            Ok(Some(message)) => {
+                let event = Event::new(message.payload).with_topic(message.subject.to_string());
+                if tokio::time::timeout_at(deadline, sink.send(event)).await.is_err() {
+                    sink.lost(1, "no delivery slot before the drain deadline");
+                    break;
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(_) => break,
+        }
+    }
+    let mut left = 0;
+    while let Some(Some(_)) = messages.next().now_or_never() {
+        left += 1;
+    }
+    if left > 0 {
+        sink.lost(left, "still buffered at the drain deadline");
     }
     Ok(())
 }
