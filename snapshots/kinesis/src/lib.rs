@@ -23,6 +23,8 @@ pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+#[cfg(test)]
+pub mod testkit;
 
 pub use error::{Error, Result};
 
