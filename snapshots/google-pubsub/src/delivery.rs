@@ -329,6 +329,11 @@ impl Sink {
         }
     }
 
+    /// The metrics this sink counts in (shared by every sink of the runtime).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     /// Deliveries in flight now.
     pub fn in_flight(&self) -> usize {
         self.inner.tracker.len()

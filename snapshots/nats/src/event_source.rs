@@ -17,6 +17,8 @@
 //! as the queue group or durable name, so controller replicas share the
 //! messages instead of each delivering them.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
@@ -77,31 +79,85 @@ pub async fn consume(
     shutdown: CancellationToken,
 ) -> Result<(), SourceError> {
     let url = nats_url();
-    // No retry on the first connection: a failure ends this call, and the
-    // runtime restarts it with backoff and reports it in the trigger's status.
-    // The subscription buffer follows MAX_IN_FLIGHT; what overflows it is
-    // dropped by the client and counted (`kubeless_trigger_events_lost_total`).
-    let lost = sink.clone();
-    let connecting = async_nats::ConnectOptions::new()
-        .name(ctx.group.as_str())
-        .subscription_capacity(ctx.max_in_flight.saturating_mul(SUBSCRIPTION_BUFFER_PER_SLOT).max(1))
-        .event_callback(move |event| {
-            let lost = lost.clone();
-            async move {
-                if let async_nats::Event::SlowConsumer(_) = event {
-                    lost.lost(1, "the NATS client dropped a message: the subscription buffer is full");
-                }
-            }
-        })
-        .connect(url.as_str());
-    let client = tokio::select! {
+    let connection = tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        client = connecting => client?,
+        connection = connection(&url, ctx.max_in_flight, &sink) => connection?,
     };
+    let client = (*connection).clone();
     match ctx.spec.stream.clone() {
         None => core(&ctx, client, &sink, &shutdown, &url).await,
         Some(stream) => jetstream(&ctx, client, &sink, &shutdown, &stream).await,
     }
+}
+
+/// The connections of this process, one per NATS URL, shared by every
+/// consumer: a thousand triggers cost one connection, not a thousand. A
+/// connection closes when the last consumer using it stops.
+static CONNECTIONS: tokio::sync::Mutex<BTreeMap<String, Pooled>> =
+    tokio::sync::Mutex::const_new(BTreeMap::new());
+
+/// A shared connection, and whether the runtime driving it still runs (a
+/// connection opened on a runtime that has shut down is dead).
+struct Pooled {
+    client: Weak<async_nats::Client>,
+    driven: CancellationToken,
+}
+
+impl Pooled {
+    fn live(&self) -> Option<Arc<async_nats::Client>> {
+        if self.driven.is_cancelled() { None } else { self.client.upgrade() }
+    }
+}
+
+/// Connections open now (for tests and benchmarks).
+pub async fn connections_open() -> usize {
+    CONNECTIONS.lock().await.values().filter(|c| c.live().is_some()).count()
+}
+
+/// The shared connection to `url`, opened on first use. No retry on the
+/// first connection: a failure ends the consumer, and the runtime restarts it
+/// with backoff and reports it in the trigger's status. Subscription buffers
+/// follow MAX_IN_FLIGHT; what overflows one is dropped by the client and
+/// counted in `kubeless_trigger_events_lost_total` (a shared connection cannot
+/// tell which subscription lost it, so no per-trigger Event).
+async fn connection(
+    url: &str,
+    max_in_flight: usize,
+    sink: &Sink,
+) -> Result<Arc<async_nats::Client>, SourceError> {
+    let mut connections = CONNECTIONS.lock().await;
+    if let Some(client) = connections.get(url).and_then(Pooled::live) {
+        return Ok(client);
+    }
+    let metrics = sink.metrics().clone();
+    let client = async_nats::ConnectOptions::new()
+        .name(crate::MANAGER)
+        .subscription_capacity(max_in_flight.saturating_mul(SUBSCRIPTION_BUFFER_PER_SLOT).max(1))
+        .event_callback(move |event| {
+            let metrics = metrics.clone();
+            async move {
+                if let async_nats::Event::SlowConsumer(sid) = event {
+                    metrics.lost.inc();
+                    warn!(sid, "the NATS client dropped a message: a subscription buffer is full");
+                }
+            }
+        })
+        .connect(url)
+        .await?;
+    let client = Arc::new(client);
+    // A task on this runtime marks the connection dead when the runtime shuts
+    // down (its tasks are dropped), and ends once nobody uses the connection.
+    let driven = CancellationToken::new();
+    let (guard, weak) = (driven.clone().drop_guard(), Arc::downgrade(&client));
+    tokio::spawn(async move {
+        let _guard = guard;
+        while weak.strong_count() > 0 {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+    connections.retain(|_, c| c.live().is_some());
+    connections.insert(url.to_owned(), Pooled { client: Arc::downgrade(&client), driven });
+    Ok(client)
 }
 
 /// Core NATS: a queue subscription; at-most-once.
@@ -211,6 +267,9 @@ async fn jetstream(
     }
 }
 
+// The connection pool is per process and each test has its own runtime: run
+// the tests that connect one at a time (`--test-threads=1`), or a test could
+// pick up a connection whose runtime another test already shut down.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +352,7 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs a NATS server: NATS_URL=nats://127.0.0.1:4222 cargo test -- --ignored"]
+    #[ignore = "needs a NATS server: NATS_URL=nats://127.0.0.1:4222 cargo test -- --ignored --test-threads=1"]
     async fn messages_on_the_topic_reach_the_function() {
         let (url, mut received) = function(0).await;
         let subject = format!("kubeless-test-{}", event_id());
@@ -317,7 +376,38 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs a NATS server with JetStream: nats-server -js; NATS_URL=... cargo test -- --ignored"]
+    #[ignore = "needs a NATS server: NATS_URL=nats://127.0.0.1:4222 cargo test -- --ignored --test-threads=1"]
+    async fn consumers_share_one_connection_per_server() {
+        let (url, mut received) = function(0).await;
+        let (a, b) = (format!("kubeless-test-{}", event_id()), format!("kubeless-test-{}", event_id()));
+        let (stop_a, consumer_a) = start(spec_on(&a), url.clone());
+        let (stop_b, consumer_b) = start(spec_on(&b), url);
+        let publisher = async_nats::connect(nats_url()).await.expect("a NATS server at NATS_URL");
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            for subject in [&a, &b] {
+                publisher.publish(subject.clone(), Bytes::from_static(b"x")).await.expect("publish");
+            }
+            publisher.flush().await.expect("flush");
+            while let Ok(Some((topic, _))) =
+                tokio::time::timeout(Duration::from_millis(100), received.recv()).await
+            {
+                seen.insert(topic);
+            }
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(seen, [a, b].into_iter().collect(), "both consumers receive");
+        assert_eq!(connections_open().await, 1, "over one shared connection");
+        stop_a.cancel();
+        stop_b.cancel();
+        consumer_a.await.expect("join").expect("stops cleanly");
+        consumer_b.await.expect("join").expect("stops cleanly");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs nats-server -js: NATS_URL=nats://127.0.0.1:4222 cargo test -- --ignored --test-threads=1"]
     async fn jetstream_redelivers_a_failed_message_and_acknowledges_it_once_delivered() {
         let (url, mut received) = function(1).await;
         let id = event_id();
