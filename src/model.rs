@@ -276,7 +276,7 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
     let description = f.description.as_deref().map(normalize).unwrap_or_else(|| sentence_of(&f.name));
     let optional = !f.required && f.default.is_none();
 
-    let enum_name = format!("{}{}", names.kind, f.name.to_upper_camel_case());
+    let enum_name = names::enum_type_name(&names.kind, &f.name);
     let base_type = match f.ty {
         FieldType::String => "String".to_owned(),
         FieldType::Integer => "i64".to_owned(),

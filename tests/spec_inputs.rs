@@ -26,3 +26,27 @@ fn association_is_missing_without_a_terminal_unless_defaults_or_a_preset_give_it
         .code(2)
         .stderr(contains("2 problems").and(contains("association: missing")).and(contains("--group")));
 }
+
+// 5. Accepted specs compile: reserved kinds and crate names are refused.
+
+#[test]
+fn kinds_the_generated_code_already_uses_are_refused() {
+    for kind in ["Self", "CustomResourceExt", "CustomResourceDefinition", "Context", "Config", "Trigger"] {
+        cli()
+            .args(["new", "widget", "--defaults", "--dry-run", "--kind", kind])
+            .assert()
+            .code(2)
+            .stderr(contains("kind").and(contains(kind)).and(contains("--kind")));
+    }
+}
+
+#[test]
+fn crate_names_rust_reserves_are_refused() {
+    for name in ["test", "std", "core", "alloc", "proc-macro", "proc_macro", "hyper", "kube-runtime"] {
+        cli()
+            .args(["new", "widget", "--defaults", "--dry-run", "--crate", name])
+            .assert()
+            .code(2)
+            .stderr(contains("crate").and(contains(name)));
+    }
+}

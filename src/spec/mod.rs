@@ -6,6 +6,7 @@
 
 mod load;
 mod locate;
+pub mod reserved;
 mod shape;
 pub mod validate;
 

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::{Association, FORMAT_VERSION, Field, FieldType, ScalarType, Spec};
+use super::{Association, FORMAT_VERSION, Field, FieldType, ScalarType, Spec, reserved};
 use crate::names::{self, Names, RUST_KEYWORDS};
 
 /// One thing wrong with a spec, at a key path such as `fields[2].default`.
@@ -140,6 +140,16 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             p.push(Problem::new(
                 format!("{at}.rustName"),
                 format!("Rust name {rust:?} is the association field's; choose another `rustName`"),
+            ));
+        } else if field.ty == FieldType::Enum
+            && let enum_type = names::enum_type_name(&names.kind, &field.name)
+            && reserved::is_type_name(&enum_type)
+        {
+            p.push(Problem::new(
+                format!("{at}.name"),
+                format!(
+                    "the enum type `{enum_type}` generated for this field clashes with a name the generated code uses; rename the field"
+                ),
             ));
         } else if !rust_names.insert(rust.clone()) && !duplicate_json {
             p.push(Problem::new(
@@ -400,41 +410,17 @@ pub fn check_dns_label(s: &str) -> Result<(), String> {
     }
 }
 
-/// Names the generated Rust code already uses next to the kind and its
-/// `<Kind>Spec`/`<Kind>Status` types.
-const RESERVED_TYPES: &[&str] = &[
-    "BTreeMap",
-    "Box",
-    "Condition",
-    "CustomResource",
-    "Default",
-    "Deserialize",
-    "Err",
-    "Error",
-    "Function",
-    "FunctionSpec",
-    "JsonSchema",
-    "LabelSelector",
-    "None",
-    "Ok",
-    "Option",
-    "Result",
-    "SecretKeyRef",
-    "Serialize",
-    "Some",
-    "String",
-    "Trigger",
-    "TriggerSpec",
-    "TriggerStatus",
-    "Vec",
-];
-
+/// A kind: UpperCamelCase, and neither it nor its `Spec` and `Status`
+/// types a name the generated code or Rust already gives a meaning.
 pub fn check_kind(s: &str) -> Result<(), String> {
-    if RESERVED_TYPES
-        .iter()
-        .any(|r| *r == s || Some(*r) == s.strip_suffix("Spec") || Some(*r) == s.strip_suffix("Status"))
-    {
-        return Err(format!("{s:?} clashes with a type the generated code uses; choose another kind"));
+    let clash = [s.to_owned(), format!("{s}Spec"), format!("{s}Status")]
+        .into_iter()
+        .chain([s.strip_suffix("Spec"), s.strip_suffix("Status")].into_iter().flatten().map(str::to_owned))
+        .find(|name| reserved::is_type_name(name) || RUST_KEYWORDS.contains(&name.as_str()));
+    if let Some(name) = clash {
+        return Err(format!(
+            "{s:?} clashes with `{name}`, a name the generated code or Rust already uses; choose another kind, like `{s}Trigger`"
+        ));
     }
     let ok = s.len() <= 63
         && s.starts_with(|c: char| c.is_ascii_uppercase())
@@ -475,43 +461,23 @@ pub fn check_version(s: &str) -> Result<(), String> {
     }
 }
 
-/// Crates the generated repository depends on; its own package cannot share a name with them.
-const DEPENDENCIES: &[&str] = &[
-    "bytes",
-    "crdgen",
-    "futures",
-    "getrandom",
-    "http",
-    "http-body-util",
-    "hyper-util",
-    "k8s-openapi",
-    "kube",
-    "schemars",
-    "serde",
-    "serde-json",
-    "serde-saphyr",
-    "thiserror",
-    "tokio",
-    "tokio-util",
-    "tower-test",
-    "tracing",
-    "tracing-subscriber",
-];
-
 pub fn check_crate_name(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && !RUST_KEYWORDS.contains(&s.replace('-', "_").as_str())
-        && !DEPENDENCIES.contains(&s.replace('_', "-").as_str());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} is not a usable crate name: use lowercase letters, digits, `-` and `_`, starting with a letter, and not the name of a dependency such as `kube` or `tokio`"
-        ))
+        && !RUST_KEYWORDS.contains(&s.replace('-', "_").as_str());
+    if !ok {
+        return Err(format!(
+            "{s:?} is not a usable crate name: use lowercase letters, digits, `-` and `_`, starting with a letter, and not a Rust keyword"
+        ));
     }
+    if reserved::is_crate_name(s) {
+        return Err(format!(
+            "{s:?} is the name of a crate the generated repository uses (a dependency such as `kube` or `tokio`, or a sysroot crate such as `std` or `test`); choose another, like `{s}-trigger`"
+        ));
+    }
+    Ok(())
 }
 
 pub fn check_image(s: &str) -> Result<(), String> {
