@@ -334,7 +334,7 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
         validation.push(format!("length({})", parts.join(", ")));
     }
     if let Some(p) = &f.pattern {
-        validation.push(format!("regex(pattern = r#\"{p}\"#)"));
+        validation.push(format!("regex(pattern = {})", crate::rustlit::str_literal(p)));
     }
     if f.minimum.is_some() || f.maximum.is_some() {
         let parts: Vec<String> = [("min", f.minimum), ("max", f.maximum)]

@@ -50,3 +50,48 @@ fn crate_names_rust_reserves_are_refused() {
             .stderr(contains("crate").and(contains(name)));
     }
 }
+
+/// Render `spec` (YAML) through the library and return the file at `path`.
+fn rendered(spec: &str, path: &str) -> String {
+    let spec = kubeless_trigger::spec::from_text(spec, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let plan = kubeless_trigger::render::render(&spec).unwrap();
+    plan.get(path).unwrap_or_else(|| panic!("{path} not rendered")).content.clone()
+}
+
+/// A minimal spec with `fields` (YAML, indented as a list under `fields:`).
+fn spec_with_fields(fields: &str) -> String {
+    format!("formatVersion: 1\nsource: widget\nassociation: selector\nfields:\n{fields}")
+}
+
+const TYPES: &str = "src/apis/kubeless/v1beta1/widget_trigger.rs";
+
+#[test]
+fn a_pattern_with_a_carriage_return_is_written_as_rust_that_parses() {
+    let spec = spec_with_fields("  - name: a\n    type: string\n    pattern: \"a\\rb\\\"#c\"\n");
+    let types = rendered(&spec, TYPES);
+    syn::parse_file(&types).unwrap_or_else(|e| panic!("{e}\n{types}"));
+}
+
+#[test]
+fn bidirectional_controls_are_refused_naming_the_key() {
+    for (key, yaml) in [
+        ("fields[0].description", "    description: \"left \\u202E right\"\n"),
+        ("fields[0].pattern", "    pattern: \"^a\\u2066b$\"\n"),
+        ("fields[0].default", "    default: \"x\\u2069\"\n"),
+    ] {
+        let spec = spec_with_fields(&format!("  - name: a\n    type: string\n{yaml}"));
+        cli()
+            .args(["new", "--dry-run", "--spec", "-"])
+            .write_stdin(spec)
+            .assert()
+            .code(2)
+            .stderr(contains(key).and(contains("bidirectional")));
+    }
+    let spec = "formatVersion: 1\nsource: widget\nassociation: selector\ndescription: \"\\u202Dx\"\n";
+    cli()
+        .args(["new", "--dry-run", "--spec", "-"])
+        .write_stdin(spec)
+        .assert()
+        .code(2)
+        .stderr(contains("description").and(contains("U+202D")));
+}

@@ -299,6 +299,12 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
             p.push(Problem::new(format!("{at}.{key}"), "must be a finite number"));
         }
     }
+    if let Some(pat) = &f.pattern {
+        check_bidi(&format!("{at}.pattern"), pat, p);
+    }
+    if let Some(default) = &f.default {
+        check_bidi_value(&format!("{at}.default"), default, p);
+    }
     let pattern = f.pattern.as_deref().and_then(|pat| match check_pattern(pat) {
         Ok(re) => Some(re),
         Err(why) => {
@@ -527,15 +533,49 @@ pub fn check_rust_ident(s: &str) -> Result<(), String> {
 }
 
 fn check_pattern(pat: &str) -> Result<regex::Regex, String> {
-    if pat.contains("\"#") {
-        return Err("a pattern must not contain `\"#`".into());
-    }
     regex::Regex::new(pat).map_err(|e| {
         format!("not a valid regular expression: {}", e.to_string().lines().last().unwrap_or(""))
     })
 }
 
+/// Unicode's explicit bidirectional embeddings, overrides and isolates: they
+/// make text display in another order than it is read ("Trojan Source"),
+/// and rustc refuses them in comments and literals (deny-by-default lints
+/// `text_direction_codepoint_in_comment` and `..._in_literal`).
+const BIDI_CONTROLS: &[char] = &[
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}',
+];
+
+/// Refuse bidirectional controls in any text of the spec that reaches the
+/// generated files: descriptions become doc comments, which cannot escape them.
+fn check_bidi(at: &str, text: &str, p: &mut Vec<Problem>) {
+    if let Some(c) = text.chars().find(|c| BIDI_CONTROLS.contains(c)) {
+        p.push(Problem::new(
+            at,
+            format!(
+                "contains the bidirectional-control character U+{:04X}, which makes text display in another order than it reads (rustc refuses it in source); leave it out, or in a pattern write `\\x{{{:X}}}`",
+                c as u32, c as u32
+            ),
+        ));
+    }
+}
+
+/// [`check_bidi`] over every string in a JSON value (a default or an example).
+fn check_bidi_value(at: &str, v: &Value, p: &mut Vec<Problem>) {
+    match v {
+        Value::String(s) => check_bidi(at, s, p),
+        Value::Array(items) => items.iter().for_each(|i| check_bidi_value(at, i, p)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| {
+            check_bidi(at, k, p);
+            check_bidi_value(at, v, p);
+        }),
+        _ => {}
+    }
+}
+
 fn check_description(at: &str, d: &str, p: &mut Vec<Problem>) {
+    check_bidi(at, d, p);
     if d.trim().is_empty() {
         p.push(Problem::new(at, "a description must not be empty; leave the key out instead"));
     }
