@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::names::{self, Names};
-use crate::spec::{Association, Field, FieldType, ScalarType, Spec};
+use crate::spec::{Association, Field, FieldType, ScalarType, Spec, number};
 
 /// Everything the templates see.
 #[derive(Debug, Serialize)]
@@ -337,9 +337,9 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
         validation.push(format!("regex(pattern = {})", crate::rustlit::str_literal(p)));
     }
     if f.minimum.is_some() || f.maximum.is_some() {
-        let parts: Vec<String> = [("min", f.minimum), ("max", f.maximum)]
+        let parts: Vec<String> = [("min", &f.minimum), ("max", &f.maximum)]
             .into_iter()
-            .filter_map(|(k, v)| v.map(|v| format!("{k} = {}", number_literal(f.ty, v))))
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} = {}", number_literal(f.ty, v))))
             .collect();
         validation.push(format!("range({})", parts.join(", ")));
     }
@@ -374,13 +374,14 @@ fn scalar_rust(s: ScalarType) -> &'static str {
     }
 }
 
-/// A Rust literal for a bound: integers without a fraction, numbers with one.
-fn number_literal(ty: FieldType, v: f64) -> String {
-    match ty {
+/// A Rust literal for a bound: integers exactly (validation proved they
+/// fit an i64), numbers with a fraction.
+fn number_literal(ty: FieldType, v: &serde_json::Number) -> String {
+    match (ty, number::as_integer(v)) {
         // schemars infers `i32` for an unsuffixed literal.
-        FieldType::Integer if i32::try_from(v as i64).is_err() => format!("{}_i64", v as i64),
-        FieldType::Integer => format!("{}", v as i64),
-        _ => format!("{v:?}"),
+        (FieldType::Integer, Some(i)) if i32::try_from(i).is_err() => format!("{i}_i64"),
+        (FieldType::Integer, Some(i)) => format!("{i}"),
+        _ => format!("{:?}", v.as_f64().unwrap_or_default()),
     }
 }
 
@@ -491,13 +492,21 @@ fn field_schema(f: &Field, description: &str, optional: bool) -> Value {
     if let Some(n) = f.max_length {
         obj.insert("maxLength".into(), json!(n));
     }
-    if let Some(n) = f.minimum {
-        obj.insert("minimum".into(), json!(n));
-    }
-    if let Some(n) = f.maximum {
-        obj.insert("maximum".into(), json!(n));
+    for (key, bound) in [("minimum", &f.minimum), ("maximum", &f.maximum)] {
+        if let Some(n) = bound {
+            obj.insert(key.into(), bound_json(f.ty, n));
+        }
     }
     s
+}
+
+/// A bound as schemars writes it from the attribute [`number_literal`]
+/// emits: the exact integer, or a double.
+fn bound_json(ty: FieldType, n: &serde_json::Number) -> Value {
+    match (ty, number::as_integer(n)) {
+        (FieldType::Integer, Some(i)) => json!(i),
+        _ => json!(n.as_f64().unwrap_or_default()),
+    }
 }
 
 /// Schema of the generated `SecretKeyRef` struct (templates/src/apis/…/mod.rs).
@@ -553,8 +562,8 @@ fn example_values(spec: &Spec) -> Vec<(String, String)> {
     for f in spec.fields.iter().filter(|f| f.required) {
         let value = match f.ty {
             FieldType::String => json!(format!("example-{}", f.name.to_snake_case().replace('_', "-"))),
-            FieldType::Integer => json!(f.minimum.map(|m| m as i64).unwrap_or(1)),
-            FieldType::Number => json!(f.minimum.unwrap_or(1.0)),
+            FieldType::Integer => json!(f.minimum.as_ref().and_then(number::as_integer).unwrap_or(1)),
+            FieldType::Number => json!(f.minimum.as_ref().and_then(|m| m.as_f64()).unwrap_or(1.0)),
             FieldType::Boolean => json!(true),
             FieldType::Enum => json!(f.values.first().cloned().unwrap_or_default()),
             FieldType::List => match f.items.unwrap_or(ScalarType::String) {

@@ -97,8 +97,9 @@ fn random_field(rng: &mut Rng) -> Field {
         f.max_length = Some(rng.below(300) as u64);
     }
     if rng.chance(20) {
-        f.minimum = Some(rng.below(100) as f64 - 50.0);
-        f.maximum = Some(rng.pick(&[1e12, 3.5, -60.0, 10.0]));
+        f.minimum = Some((rng.below(100) as i64 - 50).into());
+        let bounds = [json!(1e12), json!(3.5), json!(-60), json!(10), json!(i64::MAX)];
+        f.maximum = bounds[rng.below(bounds.len())].as_number().cloned();
     }
     f
 }

@@ -95,3 +95,39 @@ fn bidirectional_controls_are_refused_naming_the_key() {
         .code(2)
         .stderr(contains("description").and(contains("U+202D")));
 }
+
+// 8. Integer bounds and defaults are held exactly over the whole i64 range.
+
+#[test]
+fn integer_bounds_and_defaults_are_exact_over_the_whole_i64_range() {
+    let spec = spec_with_fields(
+        "  - name: big\n    type: integer\n    minimum: -9223372036854775808\n    maximum: 9223372036854775807\n    default: 9223372036854775807\n",
+    );
+    let types = rendered(&spec, TYPES);
+    assert!(types.contains("max = 9223372036854775807_i64"), "{types}");
+    assert!(types.contains("min = -9223372036854775808_i64"), "{types}");
+    assert!(types.contains("9223372036854775807\n"), "the default, exactly: {types}");
+    syn::parse_file(&types).unwrap();
+    // One above a bound near 2^53 is outside it, though both round to the same double.
+    let near = spec_with_fields(
+        "  - name: count\n    type: integer\n    maximum: 9007199254740992\n    default: 9007199254740993\n",
+    );
+    cli()
+        .args(["new", "--dry-run", "--spec", "-"])
+        .write_stdin(near)
+        .assert()
+        .code(2)
+        .stderr(contains("fields[0].default").and(contains("9007199254740993")));
+    // Beyond i64 the message says so.
+    let beyond = spec_with_fields("  - name: count\n    type: integer\n    maximum: 9223372036854775808\n");
+    cli()
+        .args(["new", "--dry-run", "--spec", "-"])
+        .write_stdin(beyond)
+        .assert()
+        .code(2)
+        .stderr(contains("fields[0].maximum").and(contains("-9223372036854775808 to 9223372036854775807")));
+    // Whole and fractional bounds of a number field are kept as written.
+    let number = spec_with_fields("  - name: r\n    type: number\n    minimum: 0.5\n    maximum: 10\n");
+    let recorded = rendered(&number, "trigger.yaml");
+    assert!(recorded.contains("minimum: 0.5") && recorded.contains("maximum: 10\n"), "{recorded}");
+}

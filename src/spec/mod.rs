@@ -6,6 +6,7 @@
 
 mod load;
 mod locate;
+pub mod number;
 pub mod reserved;
 mod shape;
 pub mod validate;
@@ -143,21 +144,13 @@ pub struct Field {
     /// Maximum length (type `string`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u64>,
-    /// Smallest allowed value (types `integer` and `number`).
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_as_integer")]
-    pub minimum: Option<f64>,
+    /// Smallest allowed value (types `integer` and `number`). Kept as
+    /// written, so integer bounds are exact over the whole i64 range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<serde_json::Number>,
     /// Largest allowed value (types `integer` and `number`).
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_as_integer")]
-    pub maximum: Option<f64>,
-}
-
-/// Write `3`, not `3.0`, for whole bounds, so `trigger.yaml` reads as written.
-fn whole_as_integer<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => s.serialize_i64(*x as i64),
-        Some(x) => s.serialize_f64(*x),
-        None => s.serialize_none(),
-    }
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<serde_json::Number>,
 }
 
 fn is_false(b: &bool) -> bool {

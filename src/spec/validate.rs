@@ -1,12 +1,13 @@
 //! Semantic validation of a parsed spec. Every problem is collected, none
 //! stops the walk, so the user fixes everything in one round.
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::fmt;
 
 use serde_json::Value;
 
-use super::{Association, FORMAT_VERSION, Field, FieldType, ScalarType, Spec, reserved};
+use super::{Association, FORMAT_VERSION, Field, FieldType, ScalarType, Spec, number, reserved};
 use crate::names::{self, Names, RUST_KEYWORDS};
 
 /// One thing wrong with a spec, at a key path such as `fields[2].default`.
@@ -275,28 +276,23 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
             format!("minLength {lo} is greater than maxLength {hi}"),
         ));
     }
-    if let (Some(lo), Some(hi)) = (f.minimum, f.maximum)
-        && lo > hi
+    if let (Some(lo), Some(hi)) = (&f.minimum, &f.maximum)
+        && number::compare(lo, hi) == Ordering::Greater
     {
         p.push(Problem::new(format!("{at}.minimum"), format!("minimum {lo} is greater than maximum {hi}")));
     }
     if f.ty == FieldType::Integer {
-        for (key, v) in [("minimum", f.minimum), ("maximum", f.maximum)] {
+        for (key, v) in [("minimum", &f.minimum), ("maximum", &f.maximum)] {
             if let Some(v) = v
-                && (v.fract() != 0.0 || v.abs() > 9.0e15)
+                && number::as_integer(v).is_none()
             {
-                p.push(Problem::new(
-                    format!("{at}.{key}"),
-                    format!("{v} is not a whole number an integer field can hold"),
-                ));
+                let why = if v.is_f64() && v.as_f64().is_some_and(|x| x.fract() != 0.0) {
+                    format!("{v} is not a whole number; an integer field's bounds are integers")
+                } else {
+                    format!("{v} is outside what an integer field holds (i64: {} to {})", i64::MIN, i64::MAX)
+                };
+                p.push(Problem::new(format!("{at}.{key}"), why));
             }
-        }
-    }
-    for (key, v) in [("minimum", f.minimum), ("maximum", f.maximum)] {
-        if let Some(v) = v
-            && !v.is_finite()
-        {
-            p.push(Problem::new(format!("{at}.{key}"), "must be a finite number"));
         }
     }
     if let Some(pat) = &f.pattern {
@@ -346,11 +342,7 @@ fn check_default(f: &Field, v: &Value, pattern: Option<&regex::Regex>) -> Result
         FieldType::Integer | FieldType::Number => {
             let scalar = if f.ty == FieldType::Integer { ScalarType::Integer } else { ScalarType::Number };
             check_scalar(scalar, v)?;
-            let n = v.as_f64().unwrap_or_default();
-            if f.minimum.is_some_and(|m| n < m) || f.maximum.is_some_and(|m| n > m) {
-                return Err(format!("{n} is outside the field's minimum/maximum"));
-            }
-            Ok(())
+            check_range(f, v)
         }
         FieldType::Boolean => check_scalar(ScalarType::Boolean, v),
         FieldType::Enum => match v.as_str() {
@@ -375,6 +367,22 @@ fn check_default(f: &Field, v: &Value, pattern: Option<&regex::Regex>) -> Result
         }
         FieldType::Object | FieldType::SecretKeyRef => Err("no default allowed".into()),
     }
+}
+
+/// A number within the field's `minimum` and `maximum`, compared exactly.
+fn check_range(f: &Field, v: &Value) -> Result<(), String> {
+    let Value::Number(n) = v else { return Ok(()) };
+    if let Some(min) = &f.minimum
+        && number::compare(n, min) == Ordering::Less
+    {
+        return Err(format!("{n} is below the field's minimum {min}"));
+    }
+    if let Some(max) = &f.maximum
+        && number::compare(n, max) == Ordering::Greater
+    {
+        return Err(format!("{n} is above the field's maximum {max}"));
+    }
+    Ok(())
 }
 
 fn check_scalar(t: ScalarType, v: &Value) -> Result<(), String> {
@@ -606,7 +614,7 @@ mod tests {
         let mut enum_field = Field::new("mode", FieldType::Enum);
         enum_field.default = Some(json!("x"));
         let mut typed = Field::new("type", FieldType::String);
-        typed.minimum = Some(1.0);
+        typed.minimum = Some(1.into());
         let mut dup = Field::new("count", FieldType::Integer);
         dup.default = Some(json!("ten"));
         spec.fields = vec![
