@@ -131,3 +131,46 @@ fn integer_bounds_and_defaults_are_exact_over_the_whole_i64_range() {
     let recorded = rendered(&number, "trigger.yaml");
     assert!(recorded.contains("minimum: 0.5") && recorded.contains("maximum: 10\n"), "{recorded}");
 }
+
+// 9. Parse-level errors are reported at their key, in our words; numbers
+// too large for an integer say so.
+
+/// The stderr of `new --dry-run` on `spec`, which must fail with exit 2.
+fn refused(spec: &str) -> String {
+    let out = cli().args(["new", "--dry-run", "--spec", "-"]).write_stdin(spec.to_owned()).assert().code(2);
+    String::from_utf8_lossy(&out.get_output().stderr).into_owned()
+}
+
+#[test]
+fn a_non_finite_default_is_reported_at_its_key_in_our_words() {
+    let err = refused(&spec_with_fields("  - name: rate\n    type: number\n    default: .nan\n"));
+    assert!(err.contains("fields[0].default (line 7, column 14)"), "{err}");
+    assert!(err.contains("not a finite number") && !err.contains("policy"), "{err}");
+    assert!(!err.contains("(top level)"), "{err}");
+}
+
+#[test]
+fn a_duplicate_key_is_reported_at_its_path_in_our_words() {
+    let err = refused(&spec_with_fields("  - name: a\n    type: string\n    name: b\n"));
+    assert!(err.contains("fields[0].name (line 7, column 5)"), "{err}");
+    assert!(err.contains("appears twice") && !err.contains("DuplicateKeyPolicy"), "{err}");
+    let err = refused("formatVersion: 1\nsource: a\nsource: b\nassociation: selector\n");
+    assert!(err.contains("source (line 3, column 1)") && err.contains("appears twice"), "{err}");
+}
+
+#[test]
+fn an_integer_beyond_i64_says_so() {
+    for big in ["18446744073709551615", "18446744073709551616", "9223372036854775808"] {
+        let err =
+            refused(&spec_with_fields(&format!("  - name: count\n    type: integer\n    default: {big}\n")));
+        assert!(
+            err.contains("fields[0].default") && err.contains("outside what an integer field holds"),
+            "{err}"
+        );
+        assert!(!err.contains("found an integer"), "{err}");
+    }
+    let err = refused(&spec_with_fields(
+        "  - name: ids\n    type: list\n    items: integer\n    default: [18446744073709551615]\n",
+    ));
+    assert!(err.contains("outside what an integer field holds"), "{err}");
+}

@@ -386,6 +386,16 @@ fn check_range(f: &Field, v: &Value) -> Result<(), String> {
 }
 
 fn check_scalar(t: ScalarType, v: &Value) -> Result<(), String> {
+    if let (ScalarType::Integer, Value::Number(n)) = (t, v)
+        && n.as_i64().is_none()
+        && (n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0))
+    {
+        return Err(format!(
+            "{n} is outside what an integer field holds (i64: {} to {})",
+            i64::MIN,
+            i64::MAX
+        ));
+    }
     let ok = match t {
         ScalarType::String => v.is_string(),
         ScalarType::Integer => v.is_i64() || v.is_u64() && v.as_u64().is_some_and(|u| u <= i64::MAX as u64),
