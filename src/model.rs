@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::names::{self, Names};
-use crate::spec::{Association, Field, FieldType, ScalarType, Spec, number};
+use crate::spec::{Association, Field, FieldType, ScalarType, Spec, example, number};
 
 /// Everything the templates see.
 #[derive(Debug, Serialize)]
@@ -34,8 +34,9 @@ pub struct Model {
     /// An example trigger object's spec, one `key: value` line per entry
     /// (values in JSON, which is YAML), for `examples/`.
     pub example_spec: Vec<String>,
-    /// The same example as a JSON object laid out for a raw string in the
-    /// generated tests (one member per line, so rustfmt leaves it alone).
+    /// The same example as a JSON object, as a Rust string literal for the
+    /// generated tests (a raw string, one member per line, so rustfmt
+    /// leaves it alone; with enough `#` for any example text).
     pub test_spec_json: String,
     /// A JSON merge patch that changes the example trigger's spec (a new
     /// generation) and keeps it valid, for the update end-to-end test.
@@ -197,7 +198,7 @@ impl Model {
         let example = example_values(spec);
         let example_spec = example.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         let members: Vec<String> = example.iter().map(|(k, v)| format!("        {k:?}: {v}")).collect();
-        let test_spec_json = format!("{{\n{}\n    }}", members.join(",\n"));
+        let test_spec_json = crate::rustlit::str_literal(&format!("{{\n{}\n    }}", members.join(",\n")));
         let built_in = built_in_source(spec);
         let (source_dependencies, source_env) = match built_in {
             Some("nats") => (
@@ -555,27 +556,16 @@ fn columns(spec: &Spec, fields: &[FieldModel]) -> Vec<Column> {
     out
 }
 
-/// An example value for every required field and the association (which
-/// selects or names the function `hello`), as (key, JSON text).
+/// An example value for every required field, every field with an
+/// `example:`, and the association (which selects or names the function
+/// `hello`), as (key, JSON text). Validation proved each field has one.
 fn example_values(spec: &Spec) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for f in spec.fields.iter().filter(|f| f.required) {
-        let value = match f.ty {
-            FieldType::String => json!(format!("example-{}", f.name.to_snake_case().replace('_', "-"))),
-            FieldType::Integer => json!(f.minimum.as_ref().and_then(number::as_integer).unwrap_or(1)),
-            FieldType::Number => json!(f.minimum.as_ref().and_then(|m| m.as_f64()).unwrap_or(1.0)),
-            FieldType::Boolean => json!(true),
-            FieldType::Enum => json!(f.values.first().cloned().unwrap_or_default()),
-            FieldType::List => match f.items.unwrap_or(ScalarType::String) {
-                ScalarType::String => json!(["example"]),
-                ScalarType::Integer => json!([1]),
-                ScalarType::Number => json!([1.0]),
-                ScalarType::Boolean => json!([true]),
-            },
-            FieldType::Map | FieldType::Object => json!({"example": "value"}),
-            FieldType::SecretKeyRef => json!({"name": "example-secret", "key": "token"}),
-        };
-        out.push((f.name.clone(), value.to_string()));
+    for f in spec.fields.iter().filter(|f| f.required || f.example.is_some()) {
+        let pattern = f.pattern.as_deref().and_then(|p| regex::Regex::new(p).ok());
+        if let Some(value) = example::value_for(f, pattern.as_ref()) {
+            out.push((f.name.clone(), value.to_string()));
+        }
     }
     let association = match spec.association {
         Association::Selector => json!({"matchLabels": {"function": "hello"}}),

@@ -174,3 +174,48 @@ fn an_integer_beyond_i64_says_so() {
     ));
     assert!(err.contains("outside what an integer field holds"), "{err}");
 }
+
+// 6. The example trigger is valid against its own CRD.
+
+#[test]
+fn a_required_field_no_placeholder_fits_needs_an_example() {
+    let field =
+        "  - name: schedule\n    type: string\n    required: true\n    pattern: '^@(daily|hourly)$'\n";
+    let err = refused(&spec_with_fields(field));
+    assert!(
+        err.contains("fields[0].example (line 5, column 5): needed") && err.contains("^@(daily|hourly)$"),
+        "{err}"
+    );
+    let err = refused(&spec_with_fields(&format!("{field}    example: '@weekly'\n")));
+    assert!(err.contains("fields[0].example (line 9, column 14)") && err.contains("does not match"), "{err}");
+
+    let spec = spec_with_fields(&format!("{field}    example: '@daily'\n"));
+    let plan = {
+        let spec = kubeless_trigger::spec::from_text(&spec, "t.yaml").unwrap();
+        kubeless_trigger::render::render(&spec).unwrap()
+    };
+    let file = |path: &str| plan.get(path).map(|f| f.content.clone());
+    assert!(file("examples/trigger.yaml").unwrap().contains("schedule: \"@daily\""));
+    let crd: serde_json::Value = serde_saphyr::from_str(&file("widget-trigger-crd.yaml").unwrap()).unwrap();
+    let examples = common::example_specs(file);
+    assert_eq!(examples.len(), 3);
+    for (place, example) in examples {
+        let problems = common::openapi::violations(&example, common::openapi::spec_schema(&crd));
+        assert!(problems.is_empty(), "{place}: {problems:?}");
+    }
+}
+
+#[test]
+fn examples_are_checked_like_defaults_and_are_in_the_json_schema() {
+    for (field, key) in [
+        ("  - name: count\n    type: integer\n    maximum: 3\n    example: 4\n", "fields[0].example"),
+        ("  - name: ref\n    type: secretKeyRef\n    example: {name: s}\n", "fields[0].example"),
+        ("  - name: mode\n    type: enum\n    values: [a, b]\n    example: c\n", "fields[0].example"),
+    ] {
+        let err = refused(&spec_with_fields(field));
+        assert!(err.contains(key), "{field}: {err}");
+    }
+    let out = cli().arg("schema").assert().success().get_output().stdout.clone();
+    let schema: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(schema["$defs"]["Field"]["properties"]["example"].is_object(), "{schema:#}");
+}

@@ -4,6 +4,7 @@
 //! (`kubeless-trigger schema`) all read and write these types, so a key can
 //! never exist in one of them and be missing from another.
 
+pub mod example;
 mod load;
 mod locate;
 pub mod number;
@@ -126,6 +127,12 @@ pub struct Field {
     /// Value used when a trigger object leaves the field out. Must fit `type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
+    /// Value of the field in the example trigger (`examples/trigger.yaml`,
+    /// the README, the generated tests). Must fit `type` and the validation,
+    /// like a default. Needed when the field is required and no placeholder
+    /// fits its `pattern`; otherwise the example uses one that fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<serde_json::Value>,
     /// What the field means; becomes the schema description and the Rust doc comment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -280,6 +287,7 @@ impl Field {
             ty,
             required: false,
             default: None,
+            example: None,
             description: None,
             values: Vec::new(),
             items: None,

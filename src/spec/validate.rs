@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::{Association, FORMAT_VERSION, Field, FieldType, ScalarType, Spec, number, reserved};
+use super::{Association, FORMAT_VERSION, Field, FieldType, ScalarType, Spec, example, number, reserved};
 use crate::names::{self, Names, RUST_KEYWORDS};
 
 /// One thing wrong with a spec, at a key path such as `fields[2].default`.
@@ -309,6 +309,30 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
         }
     });
 
+    match &f.example {
+        Some(v) => {
+            let path = format!("{at}.example");
+            check_bidi_value(&path, v, p);
+            if let Err(why) = check_example(f, v, pattern.as_ref()) {
+                p.push(Problem::new(path, why));
+            }
+        }
+        None => {
+            if f.required
+                && f.ty == FieldType::String
+                && (f.pattern.is_none() || pattern.is_some())
+                && example::value_for(f, pattern.as_ref()).is_none()
+            {
+                p.push(Problem::new(
+                    format!("{at}.example"),
+                    format!(
+                        "needed: the field is required and no placeholder fits its validation{}; add `example:` with a value that does, for the example trigger",
+                        f.pattern.as_ref().map(|pat| format!(" (pattern {pat:?})")).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(default) = &f.default {
         let path = format!("{at}.default");
         if f.required {
@@ -321,6 +345,28 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
         } else if let Err(why) = check_default(f, default, pattern.as_ref()) {
             p.push(Problem::new(&path, why));
         }
+    }
+}
+
+/// An `example:` fits the field like a default does; object and secret
+/// reference fields, which take no default, take an object of their shape.
+fn check_example(f: &Field, v: &Value, pattern: Option<&regex::Regex>) -> Result<(), String> {
+    match f.ty {
+        FieldType::Object => match v {
+            Value::Object(_) => Ok(()),
+            _ => Err(format!("expected a map, found {}", kind_of(v))),
+        },
+        FieldType::SecretKeyRef => {
+            let ok = v.as_object().is_some_and(|m| {
+                m.len() == 2 && ["name", "key"].iter().all(|k| m.get(*k).is_some_and(Value::is_string))
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err("expected a map with string `name` and `key`, like {name: my-secret, key: token}".into())
+            }
+        }
+        _ => check_default(f, v, pattern),
     }
 }
 
