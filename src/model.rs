@@ -172,6 +172,9 @@ pub struct Column {
     pub attr: String,
 }
 
+/// Printer columns every trigger has, whatever its fields.
+const FIXED_COLUMNS: &[&str] = &["Function", "Ready", "Age"];
+
 /// How many spec fields get their own printer column.
 const FIELD_COLUMNS: usize = 2;
 
@@ -549,7 +552,13 @@ fn columns(spec: &Spec, fields: &[FieldModel]) -> Vec<Column> {
             FieldType::Boolean => "boolean",
             _ => "string",
         };
-        push(f.name.to_upper_camel_case(), ty, format!(".spec.{}", f.name));
+        // A field named like a fixed column (`ready`, `age`, `function`) gets
+        // a `Spec` prefix: two columns of one name make `kubectl get` ambiguous.
+        let mut name = f.name.to_upper_camel_case();
+        if FIXED_COLUMNS.contains(&name.as_str()) {
+            name = format!("Spec{name}");
+        }
+        push(name, ty, format!(".spec.{}", f.name));
     }
     push("Ready".into(), "string", ".status.conditions[?(@.type==\"Ready\")].status".into());
     push("Age".into(), "date", ".metadata.creationTimestamp".into());

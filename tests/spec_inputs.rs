@@ -219,3 +219,22 @@ fn examples_are_checked_like_defaults_and_are_in_the_json_schema() {
     let schema: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert!(schema["$defs"]["Field"]["properties"]["example"].is_object(), "{schema:#}");
 }
+
+// 9. Printer columns, the README's field table and the CRD's size.
+
+#[test]
+fn fields_named_like_the_fixed_columns_do_not_duplicate_them() {
+    let spec = "formatVersion: 1\nsource: widget\nassociation: function\nfields:\n  - name: ready\n    type: boolean\n    required: true\n  - name: age\n    type: integer\n    required: true\n";
+    let crd: serde_json::Value = serde_saphyr::from_str(&rendered(spec, "widget-trigger-crd.yaml")).unwrap();
+    let columns: Vec<&str> = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let mut unique = columns.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), columns.len(), "{columns:?}");
+    assert!(columns.contains(&"SpecReady") && columns.contains(&"SpecAge"), "{columns:?}");
+}
