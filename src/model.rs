@@ -130,6 +130,9 @@ pub struct FieldModel {
     pub rust_name: String,
     pub rust_type: String,
     pub doc_lines: Vec<String>,
+    /// The description on one line for a Markdown table cell: `|` escaped,
+    /// so a description cannot add columns to the README's field table.
+    pub table_description: String,
     /// Full attribute lines (`#[serde(...)]`, `#[schemars(...)]`), in order.
     pub attrs: Vec<String>,
     /// `default_<name>` function, when the field has a default.
@@ -266,6 +269,11 @@ fn normalize(text: &str) -> String {
     text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n").trim().to_owned()
 }
 
+/// Text as one Markdown table cell: on one line, `|` escaped.
+fn table_cell(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
+}
+
 fn sentence_of(json_name: &str) -> String {
     let words = json_name.to_snake_case().replace('_', " ");
     let mut chars = words.chars();
@@ -362,6 +370,7 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
         rust_name,
         rust_type,
         doc_lines: description.lines().map(str::to_owned).collect(),
+        table_description: table_cell(&description),
         attrs,
         default_fn,
         required: f.required,

@@ -238,3 +238,12 @@ fn fields_named_like_the_fixed_columns_do_not_duplicate_them() {
     assert_eq!(unique.len(), columns.len(), "{columns:?}");
     assert!(columns.contains(&"SpecReady") && columns.contains(&"SpecAge"), "{columns:?}");
 }
+
+#[test]
+fn a_pipe_in_a_description_stays_in_its_readme_table_cell() {
+    let spec = spec_with_fields("  - name: mode\n    type: string\n    description: \"tcp | udp\"\n");
+    let readme = rendered(&spec, "README.md");
+    let row = readme.lines().find(|l| l.starts_with("| `mode`")).expect("the field's row");
+    assert!(row.contains(r"tcp \| udp"), "{row}");
+    assert_eq!(row.matches('|').count() - row.matches(r"\|").count(), 4, "three cells: {row}");
+}
