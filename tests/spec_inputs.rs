@@ -247,3 +247,13 @@ fn a_pipe_in_a_description_stays_in_its_readme_table_cell() {
     assert!(row.contains(r"tcp \| udp"), "{row}");
     assert_eq!(row.matches('|').count() - row.matches(r"\|").count(), 4, "three cells: {row}");
 }
+
+#[test]
+fn a_crd_over_256_kib_is_refused() {
+    let description = "d".repeat(2000);
+    let fields: String = (0..150)
+        .map(|i| format!("  - name: field{i}\n    type: string\n    description: {description}\n"))
+        .collect();
+    let err = refused(&spec_with_fields(&fields));
+    assert!(err.contains("256 KiB") && err.contains("CRD"), "{err}");
+}
