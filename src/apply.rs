@@ -200,6 +200,26 @@ fn check_relative(path: &str) -> Result<(), ApplyError> {
     Ok(())
 }
 
+/// The mode of a script: `0o755` less the umask, as the shell's own files
+/// get, so a script is never more open than the files written beside it.
+/// `written` is the mode a new file got (`0o666` less the umask); the umask
+/// is read from `/proc/self/status` where there is one, else its execute
+/// bits are taken to follow its read bits.
+#[cfg(unix)]
+fn executable_mode(written: u32) -> u32 {
+    let umask = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    });
+    match umask {
+        Some(umask) => 0o755 & !umask,
+        None => {
+            let readable = written & 0o444;
+            (written & 0o644) | (readable >> 2)
+        }
+    }
+}
+
 /// Inside the staging directory: new contents, and the files they replace.
 const STAGED: &str = "new";
 const ASIDE: &str = "old";
@@ -274,7 +294,9 @@ impl Transaction {
         #[cfg(unix)]
         if f.executable {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io_err(&path))?;
+            let written = fs::metadata(&path).map_err(io_err(&path))?.permissions().mode();
+            fs::set_permissions(&path, fs::Permissions::from_mode(executable_mode(written)))
+                .map_err(io_err(&path))?;
         }
         Ok(())
     }

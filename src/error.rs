@@ -47,7 +47,9 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Usage(_) | CliError::Input(_) => EXIT_USAGE,
+            CliError::Usage(_) | CliError::Input(_) | CliError::Render(RenderError::CrdTooLarge { .. }) => {
+                EXIT_USAGE
+            }
             CliError::Apply(
                 ApplyError::NotEmpty(_)
                 | ApplyError::NotADirectory(_)

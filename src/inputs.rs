@@ -21,6 +21,9 @@ pub struct Resolved {
 pub fn resolve(args: &NewArgs) -> Result<Resolved, CliError> {
     let interactive =
         args.spec.is_none() && !args.defaults && !args.no_input && std::io::stdin().is_terminal();
+    // A preset or a spec file says how its triggers name functions; an empty
+    // spec cannot, and guessing would write a CRD the user never chose.
+    let mut association_known = args.spec.is_some() || args.defaults || args.association.is_some();
     let mut parsed = match &args.spec {
         Some(path) => {
             let (text, origin) = read_spec(path)?;
@@ -36,10 +39,11 @@ pub fn resolve(args: &NewArgs) -> Result<Resolved, CliError> {
             parsed
         }
         None => match &args.source {
-            Some(source) => Parsed::unlocated(
-                presets::find(source).unwrap_or_else(|| Spec::empty(source)),
-                "the command line",
-            ),
+            Some(source) => {
+                let preset = presets::find(source);
+                association_known |= preset.is_some();
+                Parsed::unlocated(preset.unwrap_or_else(|| Spec::empty(source)), "the command line")
+            }
             None if interactive => Parsed::unlocated(Spec::empty(""), "the command line"),
             None => {
                 return Err(CliError::Input(LoadError {
@@ -57,14 +61,28 @@ pub fn resolve(args: &NewArgs) -> Result<Resolved, CliError> {
     let spec = if interactive {
         prompt::run(parsed.spec)?
     } else {
-        parsed.validate(&overridden).map_err(|mut e| {
-            for p in &mut e.problems {
-                if let Some(flag) = overridden.iter().find(|k| p.path == **k).and_then(|k| flag_for(k)) {
-                    p.message.push_str(&format!(" (set by {flag})"));
-                }
+        let missing: Vec<Problem> = (!association_known)
+            .then(|| Problem::new("association", "missing (--association selector|function)"))
+            .into_iter()
+            .collect();
+        match parsed.validate(&overridden) {
+            Ok(spec) if missing.is_empty() => spec,
+            Ok(_) => {
+                return Err(CliError::Input(LoadError {
+                    origin: "the command line".into(),
+                    problems: missing,
+                }));
             }
-            CliError::Input(e)
-        })?
+            Err(mut e) => {
+                for p in &mut e.problems {
+                    if let Some(flag) = overridden.iter().find(|k| p.path == **k).and_then(|k| flag_for(k)) {
+                        p.message.push_str(&format!(" (set by {flag})"));
+                    }
+                }
+                e.problems.splice(0..0, missing);
+                return Err(CliError::Input(e));
+            }
+        }
     };
     let output = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{}-trigger", spec.source)));
     Ok(Resolved { spec, output })

@@ -20,6 +20,7 @@ pub mod provenance;
 pub mod render;
 pub mod repofile;
 pub mod runtime;
+pub mod rustlit;
 pub mod signals;
 pub mod spec;
 pub mod sync;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::names::{self, Names};
-use crate::spec::{Association, Field, FieldType, ScalarType, Spec};
+use crate::spec::{Association, Field, FieldType, ScalarType, Spec, example, number};
 
 /// Everything the templates see.
 #[derive(Debug, Serialize)]
@@ -34,8 +34,9 @@ pub struct Model {
     /// An example trigger object's spec, one `key: value` line per entry
     /// (values in JSON, which is YAML), for `examples/`.
     pub example_spec: Vec<String>,
-    /// The same example as a JSON object laid out for a raw string in the
-    /// generated tests (one member per line, so rustfmt leaves it alone).
+    /// The same example as a JSON object, as a Rust string literal for the
+    /// generated tests (a raw string, one member per line, so rustfmt
+    /// leaves it alone; with enough `#` for any example text).
     pub test_spec_json: String,
     /// A JSON merge patch that changes the example trigger's spec (a new
     /// generation) and keeps it valid, for the update end-to-end test.
@@ -133,6 +134,9 @@ pub struct FieldModel {
     pub rust_name: String,
     pub rust_type: String,
     pub doc_lines: Vec<String>,
+    /// The description on one line for a Markdown table cell: `|` escaped,
+    /// so a description cannot add columns to the README's field table.
+    pub table_description: String,
     /// Full attribute lines (`#[serde(...)]`, `#[schemars(...)]`), in order.
     pub attrs: Vec<String>,
     /// `default_<name>` function, when the field has a default.
@@ -175,6 +179,9 @@ pub struct Column {
     pub attr: String,
 }
 
+/// Printer columns every trigger has, whatever its fields.
+const FIXED_COLUMNS: &[&str] = &["Function", "Ready", "Age"];
+
 /// How many spec fields get their own printer column.
 const FIELD_COLUMNS: usize = 2;
 
@@ -201,7 +208,7 @@ impl Model {
         let example = example_values(spec);
         let example_spec = example.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         let members: Vec<String> = example.iter().map(|(k, v)| format!("        {k:?}: {v}")).collect();
-        let test_spec_json = format!("{{\n{}\n    }}", members.join(",\n"));
+        let test_spec_json = crate::rustlit::str_literal(&format!("{{\n{}\n    }}", members.join(",\n")));
         let built_in = built_in_source(spec);
         let (source_dependencies, source_env) = match built_in {
             Some("nats") => (
@@ -268,6 +275,11 @@ fn normalize(text: &str) -> String {
     text.lines().map(str::trim_end).collect::<Vec<_>>().join("\n").trim().to_owned()
 }
 
+/// Text as one Markdown table cell: on one line, `|` escaped.
+fn table_cell(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|")
+}
+
 fn sentence_of(json_name: &str) -> String {
     let words = json_name.to_snake_case().replace('_', " ");
     let mut chars = words.chars();
@@ -282,7 +294,7 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
     let description = f.description.as_deref().map(normalize).unwrap_or_else(|| sentence_of(&f.name));
     let optional = !f.required && f.default.is_none();
 
-    let enum_name = format!("{}{}", names.kind, f.name.to_upper_camel_case());
+    let enum_name = names::enum_type_name(&names.kind, &f.name);
     let base_type = match f.ty {
         FieldType::String => "String".to_owned(),
         FieldType::Integer => "i64".to_owned(),
@@ -340,12 +352,12 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
         validation.push(format!("length({})", parts.join(", ")));
     }
     if let Some(p) = &f.pattern {
-        validation.push(format!("regex(pattern = r#\"{p}\"#)"));
+        validation.push(format!("regex(pattern = {})", crate::rustlit::str_literal(p)));
     }
     if f.minimum.is_some() || f.maximum.is_some() {
-        let parts: Vec<String> = [("min", f.minimum), ("max", f.maximum)]
+        let parts: Vec<String> = [("min", &f.minimum), ("max", &f.maximum)]
             .into_iter()
-            .filter_map(|(k, v)| v.map(|v| format!("{k} = {}", number_literal(f.ty, v))))
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} = {}", number_literal(f.ty, v))))
             .collect();
         validation.push(format!("range({})", parts.join(", ")));
     }
@@ -364,6 +376,7 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
         rust_name,
         rust_type,
         doc_lines: description.lines().map(str::to_owned).collect(),
+        table_description: table_cell(&description),
         attrs,
         default_fn,
         required: f.required,
@@ -380,13 +393,14 @@ fn scalar_rust(s: ScalarType) -> &'static str {
     }
 }
 
-/// A Rust literal for a bound: integers without a fraction, numbers with one.
-fn number_literal(ty: FieldType, v: f64) -> String {
-    match ty {
+/// A Rust literal for a bound: integers exactly (validation proved they
+/// fit an i64), numbers with a fraction.
+fn number_literal(ty: FieldType, v: &serde_json::Number) -> String {
+    match (ty, number::as_integer(v)) {
         // schemars infers `i32` for an unsuffixed literal.
-        FieldType::Integer if i32::try_from(v as i64).is_err() => format!("{}_i64", v as i64),
-        FieldType::Integer => format!("{}", v as i64),
-        _ => format!("{v:?}"),
+        (FieldType::Integer, Some(i)) if i32::try_from(i).is_err() => format!("{i}_i64"),
+        (FieldType::Integer, Some(i)) => format!("{i}"),
+        _ => format!("{:?}", v.as_f64().unwrap_or_default()),
     }
 }
 
@@ -497,13 +511,21 @@ fn field_schema(f: &Field, description: &str, optional: bool) -> Value {
     if let Some(n) = f.max_length {
         obj.insert("maxLength".into(), json!(n));
     }
-    if let Some(n) = f.minimum {
-        obj.insert("minimum".into(), json!(n));
-    }
-    if let Some(n) = f.maximum {
-        obj.insert("maximum".into(), json!(n));
+    for (key, bound) in [("minimum", &f.minimum), ("maximum", &f.maximum)] {
+        if let Some(n) = bound {
+            obj.insert(key.into(), bound_json(f.ty, n));
+        }
     }
     s
+}
+
+/// A bound as schemars writes it from the attribute [`number_literal`]
+/// emits: the exact integer, or a double.
+fn bound_json(ty: FieldType, n: &serde_json::Number) -> Value {
+    match (ty, number::as_integer(n)) {
+        (FieldType::Integer, Some(i)) => json!(i),
+        _ => json!(n.as_f64().unwrap_or_default()),
+    }
 }
 
 /// Schema of the generated `SecretKeyRef` struct (templates/src/apis/…/mod.rs).
@@ -545,34 +567,29 @@ fn columns(spec: &Spec, fields: &[FieldModel]) -> Vec<Column> {
             FieldType::Boolean => "boolean",
             _ => "string",
         };
-        push(f.name.to_upper_camel_case(), ty, format!(".spec.{}", f.name));
+        // A field named like a fixed column (`ready`, `age`, `function`) gets
+        // a `Spec` prefix: two columns of one name make `kubectl get` ambiguous.
+        let mut name = f.name.to_upper_camel_case();
+        if FIXED_COLUMNS.contains(&name.as_str()) {
+            name = format!("Spec{name}");
+        }
+        push(name, ty, format!(".spec.{}", f.name));
     }
     push("Ready".into(), "string", ".status.conditions[?(@.type==\"Ready\")].status".into());
     push("Age".into(), "date", ".metadata.creationTimestamp".into());
     out
 }
 
-/// An example value for every required field and the association (which
-/// selects or names the function `hello`), as (key, JSON text).
+/// An example value for every required field, every field with an
+/// `example:`, and the association (which selects or names the function
+/// `hello`), as (key, JSON text). Validation proved each field has one.
 fn example_values(spec: &Spec) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for f in spec.fields.iter().filter(|f| f.required) {
-        let value = match f.ty {
-            FieldType::String => json!(format!("example-{}", f.name.to_snake_case().replace('_', "-"))),
-            FieldType::Integer => json!(f.minimum.map(|m| m as i64).unwrap_or(1)),
-            FieldType::Number => json!(f.minimum.unwrap_or(1.0)),
-            FieldType::Boolean => json!(true),
-            FieldType::Enum => json!(f.values.first().cloned().unwrap_or_default()),
-            FieldType::List => match f.items.unwrap_or(ScalarType::String) {
-                ScalarType::String => json!(["example"]),
-                ScalarType::Integer => json!([1]),
-                ScalarType::Number => json!([1.0]),
-                ScalarType::Boolean => json!([true]),
-            },
-            FieldType::Map | FieldType::Object => json!({"example": "value"}),
-            FieldType::SecretKeyRef => json!({"name": "example-secret", "key": "token"}),
-        };
-        out.push((f.name.clone(), value.to_string()));
+    for f in spec.fields.iter().filter(|f| f.required || f.example.is_some()) {
+        let pattern = f.pattern.as_deref().and_then(|p| regex::Regex::new(p).ok());
+        if let Some(value) = example::value_for(f, pattern.as_ref()) {
+            out.push((f.name.clone(), value.to_string()));
+        }
     }
     let association = match spec.association {
         Association::Selector => json!({"matchLabels": {"function": "hello"}}),

@@ -143,6 +143,11 @@ pub fn rust_field_name(json_name: &str) -> String {
     json_name.to_snake_case()
 }
 
+/// The Rust type of an `enum` field of `kind` (`NATSTrigger` + `mode` → `NATSTriggerMode`).
+pub fn enum_type_name(kind: &str, json_name: &str) -> String {
+    format!("{kind}{}", json_name.to_upper_camel_case())
+}
+
 /// The Rust variant name for an enum value (`at-least-once` → `AtLeastOnce`).
 pub fn variant_name(value: &str) -> String {
     value.to_upper_camel_case()

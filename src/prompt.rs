@@ -226,12 +226,12 @@ fn ask_field(theme: &dyn Theme, spec: &Spec) -> Result<Field, CliError> {
     if field.ty.has_range() {
         for (key, label) in [("minimum", "Minimum"), ("maximum", "Maximum")] {
             let value = ask_optional(theme, label, |s| {
-                let n: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+                let n = parse_number(s)?;
                 let mut f = field.clone();
                 set_range(&mut f, key, n);
                 field_problem(spec, &f, key).and_then(|()| field_problem(spec, &f, "default"))
             })?;
-            if let Some(n) = value.and_then(|v| v.parse().ok()) {
+            if let Some(n) = value.and_then(|v| parse_number(&v).ok()) {
                 set_range(&mut field, key, n);
             }
         }
@@ -243,7 +243,15 @@ fn set_length(f: &mut Field, key: &str, n: u64) {
     if key == "minLength" { f.min_length = Some(n) } else { f.max_length = Some(n) }
 }
 
-fn set_range(f: &mut Field, key: &str, n: f64) {
+/// A typed bound, exact when it is an integer (`9223372036854775807`).
+fn parse_number(s: &str) -> Result<serde_json::Number, String> {
+    match serde_json::from_str::<serde_json::Value>(s.trim()) {
+        Ok(serde_json::Value::Number(n)) => Ok(n),
+        _ => Err(format!("{s:?} is not a number")),
+    }
+}
+
+fn set_range(f: &mut Field, key: &str, n: serde_json::Number) {
     if key == "minimum" { f.minimum = Some(n) } else { f.maximum = Some(n) }
 }
 

@@ -27,7 +27,18 @@ pub enum RenderError {
     Template { template: String, message: String },
     #[error("failed to record the spec: {0}")]
     Spec(String),
+    #[error(
+        "the CRD would be {size} bytes, over the {} KiB `kubectl apply` can store in its last-applied annotation; shorten the descriptions or drop fields",
+        CRD_CAP / 1024
+    )]
+    CrdTooLarge { size: usize },
 }
+
+/// Largest CRD written: `kubectl apply` (the generated Makefile, README and
+/// e2e tests use it) keeps the whole object in an annotation, and the API
+/// server refuses annotations over 256 KiB, so a larger CRD would render
+/// and then fail at its first install.
+pub const CRD_CAP: usize = 256 * 1024;
 
 /// The path of the spec inside a generated repository: the input of
 /// `generate`, `check` and `update`, written only by `new`.
@@ -88,10 +99,11 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
             .into_iter()
             .map(|(path, text)| PlannedFile::new(path, format!("// {GENERATED}\n{text}"))),
     );
-    files.push(PlannedFile::new(
-        model.names.crd_file.clone(),
-        format!("# {GENERATED}\n{}", crd::yaml(&model)),
-    ));
+    let crd_yaml = format!("# {GENERATED}\n{}", crd::yaml(&model));
+    if crd_yaml.len() > CRD_CAP {
+        return Err(RenderError::CrdTooLarge { size: crd_yaml.len() });
+    }
+    files.push(PlannedFile::new(model.names.crd_file.clone(), crd_yaml));
     files.push(PlannedFile::new(SPEC_FILE.into(), spec_file(spec)?));
     Ok(Plan::new(files))
 }

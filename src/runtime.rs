@@ -36,6 +36,20 @@ pub fn manifest_section(section: &str) -> &'static str {
     rest[..rest.find("\n[").map_or(rest.len(), |i| i + 1)].trim_end()
 }
 
+/// The package names of the runtime's `[dependencies]` and
+/// `[dev-dependencies]`: a generated package cannot take one of them.
+pub fn dependency_names() -> Vec<&'static str> {
+    ["dependencies", "dev-dependencies"]
+        .into_iter()
+        .flat_map(|section| manifest_section(section).lines())
+        .filter_map(|line| {
+            let (name, _) = line.split_once('=')?;
+            let name = name.trim();
+            (!name.is_empty() && !name.starts_with('#')).then_some(name)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

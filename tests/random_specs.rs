@@ -7,6 +7,8 @@ use kubeless_trigger::render;
 use kubeless_trigger::spec::{self, Association, Field, FieldType, ScalarType, Spec};
 use serde_json::{Value, json};
 
+mod common;
+
 /// xorshift64*: enough randomness for test inputs, no dependency.
 struct Rng(u64);
 
@@ -90,15 +92,21 @@ fn random_field(rng: &mut Rng) -> Field {
         f.items = Some(rng.pick(&ScalarType::ALL));
     }
     if rng.chance(20) {
-        f.pattern = Some((rng.pick(&["^[a-z]+$", "(", "^\"#x$", ".*"])).to_owned());
+        f.pattern =
+            Some((rng.pick(&["^[a-z]+$", "(", "^\"#x$", ".*", "a\rb", "^[0-9]{3}$", "^@daily$"])).to_owned());
+    }
+    if rng.chance(15) {
+        let examples = [json!("@daily"), json!("123"), json!(5), json!({"name": "s", "key": "k"})];
+        f.example = Some(examples[rng.below(examples.len())].clone());
     }
     if rng.chance(20) {
         f.min_length = Some(rng.below(5) as u64);
         f.max_length = Some(rng.below(300) as u64);
     }
     if rng.chance(20) {
-        f.minimum = Some(rng.below(100) as f64 - 50.0);
-        f.maximum = Some(rng.pick(&[1e12, 3.5, -60.0, 10.0]));
+        f.minimum = Some((rng.below(100) as i64 - 50).into());
+        let bounds = [json!(1e12), json!(3.5), json!(-60), json!(10), json!(i64::MAX)];
+        f.maximum = bounds[rng.below(bounds.len())].as_number().cloned();
     }
     f
 }
@@ -151,6 +159,28 @@ fn validation_is_total_and_every_valid_spec_renders_well() {
                     );
                 }
             }
+        }
+        for f in &plan.files {
+            // Every generated Rust file parses: no literal or comment the spec
+            // put there breaks the syntax.
+            if f.path.ends_with(".rs") {
+                syn::parse_file(&f.content)
+                    .unwrap_or_else(|e| panic!("round {round}: {} does not parse: {e}\n{spec:#?}", f.path));
+            }
+            // Every generated YAML file parses.
+            if f.path.ends_with(".yaml") || f.path.ends_with(".yml") {
+                serde_saphyr::from_str::<Value>(&f.content)
+                    .unwrap_or_else(|e| panic!("round {round}: {} is not YAML: {e}\n{spec:#?}", f.path));
+            }
+        }
+        // Every example trigger object is valid against the CRD it ships with.
+        let crd_file = format!("{}-trigger-crd.yaml", spec.source);
+        let crd: Value = serde_saphyr::from_str(&plan.get(&crd_file).expect("the CRD").content).unwrap();
+        let examples = common::example_specs(|path| plan.get(path).map(|f| f.content.clone()));
+        assert_eq!(examples.len(), 3, "round {round}");
+        for (place, example) in examples {
+            let problems = common::openapi::violations(&example, common::openapi::spec_schema(&crd));
+            assert!(problems.is_empty(), "round {round}: {place}: {problems:#?}\n{spec:#?}");
         }
         // The recorded spec reads back as the same spec.
         let recorded = plan.files.iter().find(|f| f.path == "trigger.yaml").expect("trigger.yaml");

@@ -491,3 +491,30 @@ mod output {
         }
     }
 }
+
+// 9. Written files honour the umask, scripts too.
+
+#[cfg(unix)]
+#[test]
+fn scripts_and_files_honour_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = assert_cmd::cargo::cargo_bin("kubeless-trigger");
+    for (umask, file_mode, script_mode) in
+        [("077", 0o600, 0o700), ("022", 0o644, 0o755), ("027", 0o640, 0o750)]
+    {
+        let tmp = TempDir::new().unwrap();
+        let out = tmp.path().join("o");
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" new nats --defaults -o \"$1\""))
+            .arg(&bin)
+            .arg(&out)
+            .env("NO_COLOR", "1")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mode = |path: &str| fs::metadata(out.join(path)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("Makefile"), file_mode, "umask {umask}: Makefile");
+        assert_eq!(mode("script/cluster-up-minikube.sh"), script_mode, "umask {umask}: a script");
+    }
+}

@@ -15,6 +15,9 @@ use kubeless_trigger::spec::{Association, FieldType, Spec};
 use kubeless_trigger::{apply, presets, render, spec};
 use similar::TextDiff;
 
+mod common;
+use common::openapi;
+
 /// Build output the CI leaves next to a snapshot; never part of the comparison.
 const IGNORED: &[&str] = &["target", "Cargo.lock"];
 
@@ -144,4 +147,56 @@ fn a_custom_snapshot_uses_every_field_type_and_the_function_association() {
             && FieldType::ALL.iter().all(|t| s.fields.iter().any(|f| f.ty == *t))
     });
     assert!(full.is_some(), "one custom snapshot must use every field type and `association: function`");
+}
+
+/// The example trigger objects of every snapshot (examples/trigger.yaml, the
+/// README's example, TEST_SPEC_JSON) are valid against the snapshot's CRD.
+#[test]
+fn every_snapshot_example_is_valid_against_its_crd() {
+    for name in snapshot_names() {
+        let dir = snapshots_dir().join(&name);
+        let spec = load(&name);
+        let crd_file = dir.join(format!("{}-trigger-crd.yaml", spec.source));
+        let crd: serde_json::Value =
+            serde_saphyr::from_str(&fs::read_to_string(&crd_file).unwrap()).expect("the CRD is YAML");
+        let schema = openapi::spec_schema(&crd);
+        assert!(schema.is_object(), "{name}: no spec schema in {}", crd_file.display());
+        let examples = common::example_specs(|path| fs::read_to_string(dir.join(path)).ok());
+        assert_eq!(examples.len(), 3, "{name}: every example found");
+        for (place, example) in examples {
+            let problems = openapi::violations(&example, schema);
+            assert!(problems.is_empty(), "{name}: {place} is invalid against its CRD: {problems:#?}");
+        }
+    }
+}
+
+#[test]
+fn the_crd_validator_catches_what_the_api_server_would() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "required": ["a"],
+        "properties": {
+            "a": {"type": "string", "pattern": "^x+$", "minLength": 2},
+            "n": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 5},
+            "e": {"type": "string", "enum": ["p", "q"]},
+            "l": {"type": "array", "items": {"type": "boolean"}},
+            "m": {"type": "object", "additionalProperties": {"type": "string"}},
+            "o": {"type": "string", "nullable": true},
+        }
+    });
+    let good = serde_json::json!({"a": "xx", "n": 5, "e": "q", "l": [true], "m": {"k": "v"}, "o": null});
+    assert_eq!(openapi::violations(&good, &schema), Vec::<String>::new());
+    let bad = serde_json::json!({"a": "xy", "n": 6, "e": "r", "l": [1], "m": {"k": 1}, "z": 1});
+    let got = openapi::violations(&bad, &schema);
+    for want in [
+        ".a: \"xy\" does not match",
+        ".n: 6 is above",
+        ".e: \"r\" is not one of",
+        ".l[0]: expected boolean",
+        ".m.k: expected string",
+        ".z: unknown field",
+    ] {
+        assert!(got.iter().any(|g| g.starts_with(want)), "missing {want:?} in {got:#?}");
+    }
+    assert!(openapi::violations(&serde_json::json!({}), &schema)[0].contains("missing required \"a\""));
 }

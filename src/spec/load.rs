@@ -68,11 +68,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
     let fail = |problems| LoadError { origin: origin.to_owned(), problems };
     let value: serde_json::Value = match serde_saphyr::from_str(text) {
         Ok(v) => v,
-        Err(e) => {
-            let location = e.location().map(|l| (l.line() as usize, l.column() as usize));
-            let message = syntax_message(&e.to_string());
-            return Err(fail(vec![Problem { path: String::new(), message, location }]));
-        }
+        Err(e) => return Err(fail(vec![parse_problem(text, e)])),
     };
     let locations = Locations::of(text);
     let shape: Vec<Problem> = shape::problems(&value).into_iter().map(|p| locations.locate(p)).collect();
@@ -94,6 +90,33 @@ pub fn parse(text: &str, origin: &str) -> Result<Parsed, LoadError> {
     let spec: Spec =
         serde_json::from_value(value).map_err(|e| fail(vec![Problem::new("", e.to_string())]))?;
     Ok(Parsed { spec, origin: origin.to_owned(), locations })
+}
+
+/// A parse error as a problem: at its key path and in this tool's words
+/// when it is one a spec writer can make in an otherwise sound document (a
+/// repeated key, a `.nan`), else at the top level in the parser's words.
+fn parse_problem(text: &str, error: serde_saphyr::Error) -> Problem {
+    let location = error.location().map(|l| (l.line() as usize, l.column() as usize));
+    let fallback = syntax_message(&error.to_string());
+    let mut inner = error;
+    while let serde_saphyr::Error::WithSnippet { error, .. } = inner {
+        inner = *error;
+    }
+    let (path, message) = match (&inner, location) {
+        (serde_saphyr::Error::NonFiniteFloat { value, .. }, Some(at)) => (
+            Locations::of_lenient(text).path_at(at).map(str::to_owned),
+            format!("`{value}` is not a finite number; give a number such as `1.5`, or leave the key out"),
+        ),
+        (serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. }, Some(at)) => (
+            Locations::of_lenient(text).path_of_key_after(key, at).map(str::to_owned),
+            format!("the key `{key}` appears twice in this mapping; keep one"),
+        ),
+        _ => (None, fallback.clone()),
+    };
+    match path {
+        Some(path) => Problem { path, message, location },
+        None => Problem { path: String::new(), message: fallback, location },
+    }
 }
 
 /// The parser's first line, without the `error: line L column C:` prefix

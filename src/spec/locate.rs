@@ -16,11 +16,40 @@ pub struct Locations(HashMap<String, (usize, usize)>);
 impl Locations {
     /// Build the index; a document that does not parse gives an empty index.
     pub fn of(text: &str) -> Locations {
+        Locations::read(text, serde_saphyr::Options::default())
+    }
+
+    /// The index of a document whose only faults are duplicate keys (the
+    /// last one is indexed) or non-finite floats: what a parse error of
+    /// those kinds needs to be reported at its key path.
+    pub fn of_lenient(text: &str) -> Locations {
+        let mut options = serde_saphyr::Options::default();
+        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+        options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::AsString;
+        Locations::read(text, options)
+    }
+
+    fn read(text: &str, options: serde_saphyr::Options) -> Locations {
         let mut out = Locations::default();
-        if let Ok(root) = serde_saphyr::from_str::<Spanned<Node>>(text) {
+        if let Ok(root) = serde_saphyr::from_str_with_options::<Spanned<Node>>(text, options) {
             out.record(String::new(), &root);
         }
         out
+    }
+
+    /// The key path whose value starts exactly at `at`.
+    pub fn path_at(&self, at: (usize, usize)) -> Option<&str> {
+        self.0.iter().filter(|(_, l)| **l == at).map(|(p, _)| p.as_str()).max_by_key(|p| p.len())
+    }
+
+    /// The path of the mapping entry `key` whose value is the first one at
+    /// or after `at` (a duplicate key's retained value follows the key).
+    pub fn path_of_key_after(&self, key: &str, at: (usize, usize)) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|(p, l)| **l >= at && (p.as_str() == key || p.ends_with(&format!(".{key}"))))
+            .min_by_key(|(_, l)| **l)
+            .map(|(p, _)| p.as_str())
     }
 
     /// `problem` with the location of its key path.

@@ -4,8 +4,11 @@
 //! (`kubeless-trigger schema`) all read and write these types, so a key can
 //! never exist in one of them and be missing from another.
 
+pub mod example;
 mod load;
 mod locate;
+pub mod number;
+pub mod reserved;
 mod shape;
 pub mod validate;
 
@@ -124,6 +127,12 @@ pub struct Field {
     /// Value used when a trigger object leaves the field out. Must fit `type`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
+    /// Value of the field in the example trigger (`examples/trigger.yaml`,
+    /// the README, the generated tests). Must fit `type` and the validation,
+    /// like a default. Needed when the field is required and no placeholder
+    /// fits its `pattern`; otherwise the example uses one that fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<serde_json::Value>,
     /// What the field means; becomes the schema description and the Rust doc comment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -142,21 +151,13 @@ pub struct Field {
     /// Maximum length (type `string`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u64>,
-    /// Smallest allowed value (types `integer` and `number`).
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_as_integer")]
-    pub minimum: Option<f64>,
+    /// Smallest allowed value (types `integer` and `number`). Kept as
+    /// written, so integer bounds are exact over the whole i64 range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<serde_json::Number>,
     /// Largest allowed value (types `integer` and `number`).
-    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "whole_as_integer")]
-    pub maximum: Option<f64>,
-}
-
-/// Write `3`, not `3.0`, for whole bounds, so `trigger.yaml` reads as written.
-fn whole_as_integer<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => s.serialize_i64(*x as i64),
-        Some(x) => s.serialize_f64(*x),
-        None => s.serialize_none(),
-    }
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<serde_json::Number>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -286,6 +287,7 @@ impl Field {
             ty,
             required: false,
             default: None,
+            example: None,
             description: None,
             values: Vec::new(),
             items: None,

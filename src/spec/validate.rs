@@ -1,12 +1,13 @@
 //! Semantic validation of a parsed spec. Every problem is collected, none
 //! stops the walk, so the user fixes everything in one round.
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::fmt;
 
 use serde_json::Value;
 
-use super::{Association, FORMAT_VERSION, Field, FieldType, ScalarType, Spec};
+use super::{Association, FORMAT_VERSION, Field, FieldType, ScalarType, Spec, example, number, reserved};
 use crate::names::{self, Names, RUST_KEYWORDS};
 
 /// One thing wrong with a spec, at a key path such as `fields[2].default`.
@@ -146,6 +147,16 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 format!("{at}.rustName"),
                 format!("Rust name {rust:?} is the delivery policy's; choose another `rustName`"),
             ));
+        } else if field.ty == FieldType::Enum
+            && let enum_type = names::enum_type_name(&names.kind, &field.name)
+            && reserved::is_type_name(&enum_type)
+        {
+            p.push(Problem::new(
+                format!("{at}.name"),
+                format!(
+                    "the enum type `{enum_type}` generated for this field clashes with a name the generated code uses; rename the field"
+                ),
+            ));
         } else if !rust_names.insert(rust.clone()) && !duplicate_json {
             p.push(Problem::new(
                 format!("{at}.name"),
@@ -279,29 +290,30 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
             format!("minLength {lo} is greater than maxLength {hi}"),
         ));
     }
-    if let (Some(lo), Some(hi)) = (f.minimum, f.maximum)
-        && lo > hi
+    if let (Some(lo), Some(hi)) = (&f.minimum, &f.maximum)
+        && number::compare(lo, hi) == Ordering::Greater
     {
         p.push(Problem::new(format!("{at}.minimum"), format!("minimum {lo} is greater than maximum {hi}")));
     }
     if f.ty == FieldType::Integer {
-        for (key, v) in [("minimum", f.minimum), ("maximum", f.maximum)] {
+        for (key, v) in [("minimum", &f.minimum), ("maximum", &f.maximum)] {
             if let Some(v) = v
-                && (v.fract() != 0.0 || v.abs() > 9.0e15)
+                && number::as_integer(v).is_none()
             {
-                p.push(Problem::new(
-                    format!("{at}.{key}"),
-                    format!("{v} is not a whole number an integer field can hold"),
-                ));
+                let why = if v.is_f64() && v.as_f64().is_some_and(|x| x.fract() != 0.0) {
+                    format!("{v} is not a whole number; an integer field's bounds are integers")
+                } else {
+                    format!("{v} is outside what an integer field holds (i64: {} to {})", i64::MIN, i64::MAX)
+                };
+                p.push(Problem::new(format!("{at}.{key}"), why));
             }
         }
     }
-    for (key, v) in [("minimum", f.minimum), ("maximum", f.maximum)] {
-        if let Some(v) = v
-            && !v.is_finite()
-        {
-            p.push(Problem::new(format!("{at}.{key}"), "must be a finite number"));
-        }
+    if let Some(pat) = &f.pattern {
+        check_bidi(&format!("{at}.pattern"), pat, p);
+    }
+    if let Some(default) = &f.default {
+        check_bidi_value(&format!("{at}.default"), default, p);
     }
     let pattern = f.pattern.as_deref().and_then(|pat| match check_pattern(pat) {
         Ok(re) => Some(re),
@@ -311,6 +323,30 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
         }
     });
 
+    match &f.example {
+        Some(v) => {
+            let path = format!("{at}.example");
+            check_bidi_value(&path, v, p);
+            if let Err(why) = check_example(f, v, pattern.as_ref()) {
+                p.push(Problem::new(path, why));
+            }
+        }
+        None => {
+            if f.required
+                && f.ty == FieldType::String
+                && (f.pattern.is_none() || pattern.is_some())
+                && example::value_for(f, pattern.as_ref()).is_none()
+            {
+                p.push(Problem::new(
+                    format!("{at}.example"),
+                    format!(
+                        "needed: the field is required and no placeholder fits its validation{}; add `example:` with a value that does, for the example trigger",
+                        f.pattern.as_ref().map(|pat| format!(" (pattern {pat:?})")).unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(default) = &f.default {
         let path = format!("{at}.default");
         if f.required {
@@ -323,6 +359,28 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
         } else if let Err(why) = check_default(f, default, pattern.as_ref()) {
             p.push(Problem::new(&path, why));
         }
+    }
+}
+
+/// An `example:` fits the field like a default does; object and secret
+/// reference fields, which take no default, take an object of their shape.
+fn check_example(f: &Field, v: &Value, pattern: Option<&regex::Regex>) -> Result<(), String> {
+    match f.ty {
+        FieldType::Object => match v {
+            Value::Object(_) => Ok(()),
+            _ => Err(format!("expected a map, found {}", kind_of(v))),
+        },
+        FieldType::SecretKeyRef => {
+            let ok = v.as_object().is_some_and(|m| {
+                m.len() == 2 && ["name", "key"].iter().all(|k| m.get(*k).is_some_and(Value::is_string))
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err("expected a map with string `name` and `key`, like {name: my-secret, key: token}".into())
+            }
+        }
+        _ => check_default(f, v, pattern),
     }
 }
 
@@ -344,11 +402,7 @@ fn check_default(f: &Field, v: &Value, pattern: Option<&regex::Regex>) -> Result
         FieldType::Integer | FieldType::Number => {
             let scalar = if f.ty == FieldType::Integer { ScalarType::Integer } else { ScalarType::Number };
             check_scalar(scalar, v)?;
-            let n = v.as_f64().unwrap_or_default();
-            if f.minimum.is_some_and(|m| n < m) || f.maximum.is_some_and(|m| n > m) {
-                return Err(format!("{n} is outside the field's minimum/maximum"));
-            }
-            Ok(())
+            check_range(f, v)
         }
         FieldType::Boolean => check_scalar(ScalarType::Boolean, v),
         FieldType::Enum => match v.as_str() {
@@ -375,7 +429,33 @@ fn check_default(f: &Field, v: &Value, pattern: Option<&regex::Regex>) -> Result
     }
 }
 
+/// A number within the field's `minimum` and `maximum`, compared exactly.
+fn check_range(f: &Field, v: &Value) -> Result<(), String> {
+    let Value::Number(n) = v else { return Ok(()) };
+    if let Some(min) = &f.minimum
+        && number::compare(n, min) == Ordering::Less
+    {
+        return Err(format!("{n} is below the field's minimum {min}"));
+    }
+    if let Some(max) = &f.maximum
+        && number::compare(n, max) == Ordering::Greater
+    {
+        return Err(format!("{n} is above the field's maximum {max}"));
+    }
+    Ok(())
+}
+
 fn check_scalar(t: ScalarType, v: &Value) -> Result<(), String> {
+    if let (ScalarType::Integer, Value::Number(n)) = (t, v)
+        && n.as_i64().is_none()
+        && (n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0))
+    {
+        return Err(format!(
+            "{n} is outside what an integer field holds (i64: {} to {})",
+            i64::MIN,
+            i64::MAX
+        ));
+    }
     let ok = match t {
         ScalarType::String => v.is_string(),
         ScalarType::Integer => v.is_i64() || v.is_u64() && v.as_u64().is_some_and(|u| u <= i64::MAX as u64),
@@ -414,41 +494,17 @@ pub fn check_dns_label(s: &str) -> Result<(), String> {
     }
 }
 
-/// Names the generated Rust code already uses next to the kind and its
-/// `<Kind>Spec`/`<Kind>Status` types.
-const RESERVED_TYPES: &[&str] = &[
-    "BTreeMap",
-    "Box",
-    "Condition",
-    "CustomResource",
-    "Default",
-    "Deserialize",
-    "Err",
-    "Error",
-    "Function",
-    "FunctionSpec",
-    "JsonSchema",
-    "LabelSelector",
-    "None",
-    "Ok",
-    "Option",
-    "Result",
-    "SecretKeyRef",
-    "Serialize",
-    "Some",
-    "String",
-    "Trigger",
-    "TriggerSpec",
-    "TriggerStatus",
-    "Vec",
-];
-
+/// A kind: UpperCamelCase, and neither it nor its `Spec` and `Status`
+/// types a name the generated code or Rust already gives a meaning.
 pub fn check_kind(s: &str) -> Result<(), String> {
-    if RESERVED_TYPES
-        .iter()
-        .any(|r| *r == s || Some(*r) == s.strip_suffix("Spec") || Some(*r) == s.strip_suffix("Status"))
-    {
-        return Err(format!("{s:?} clashes with a type the generated code uses; choose another kind"));
+    let clash = [s.to_owned(), format!("{s}Spec"), format!("{s}Status")]
+        .into_iter()
+        .chain([s.strip_suffix("Spec"), s.strip_suffix("Status")].into_iter().flatten().map(str::to_owned))
+        .find(|name| reserved::is_type_name(name) || RUST_KEYWORDS.contains(&name.as_str()));
+    if let Some(name) = clash {
+        return Err(format!(
+            "{s:?} clashes with `{name}`, a name the generated code or Rust already uses; choose another kind, like `{s}Trigger`"
+        ));
     }
     let ok = s.len() <= 63
         && s.starts_with(|c: char| c.is_ascii_uppercase())
@@ -489,43 +545,23 @@ pub fn check_version(s: &str) -> Result<(), String> {
     }
 }
 
-/// Crates the generated repository depends on; its own package cannot share a name with them.
-const DEPENDENCIES: &[&str] = &[
-    "bytes",
-    "crdgen",
-    "futures",
-    "getrandom",
-    "http",
-    "http-body-util",
-    "hyper-util",
-    "k8s-openapi",
-    "kube",
-    "schemars",
-    "serde",
-    "serde-json",
-    "serde-saphyr",
-    "thiserror",
-    "tokio",
-    "tokio-util",
-    "tower-test",
-    "tracing",
-    "tracing-subscriber",
-];
-
 pub fn check_crate_name(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && !RUST_KEYWORDS.contains(&s.replace('-', "_").as_str())
-        && !DEPENDENCIES.contains(&s.replace('_', "-").as_str());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} is not a usable crate name: use lowercase letters, digits, `-` and `_`, starting with a letter, and not the name of a dependency such as `kube` or `tokio`"
-        ))
+        && !RUST_KEYWORDS.contains(&s.replace('-', "_").as_str());
+    if !ok {
+        return Err(format!(
+            "{s:?} is not a usable crate name: use lowercase letters, digits, `-` and `_`, starting with a letter, and not a Rust keyword"
+        ));
     }
+    if reserved::is_crate_name(s) {
+        return Err(format!(
+            "{s:?} is the name of a crate the generated repository uses (a dependency such as `kube` or `tokio`, or a sysroot crate such as `std` or `test`); choose another, like `{s}-trigger`"
+        ));
+    }
+    Ok(())
 }
 
 pub fn check_image(s: &str) -> Result<(), String> {
@@ -575,15 +611,49 @@ pub fn check_rust_ident(s: &str) -> Result<(), String> {
 }
 
 fn check_pattern(pat: &str) -> Result<regex::Regex, String> {
-    if pat.contains("\"#") {
-        return Err("a pattern must not contain `\"#`".into());
-    }
     regex::Regex::new(pat).map_err(|e| {
         format!("not a valid regular expression: {}", e.to_string().lines().last().unwrap_or(""))
     })
 }
 
+/// Unicode's explicit bidirectional embeddings, overrides and isolates: they
+/// make text display in another order than it is read ("Trojan Source"),
+/// and rustc refuses them in comments and literals (deny-by-default lints
+/// `text_direction_codepoint_in_comment` and `..._in_literal`).
+const BIDI_CONTROLS: &[char] = &[
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}',
+];
+
+/// Refuse bidirectional controls in any text of the spec that reaches the
+/// generated files: descriptions become doc comments, which cannot escape them.
+fn check_bidi(at: &str, text: &str, p: &mut Vec<Problem>) {
+    if let Some(c) = text.chars().find(|c| BIDI_CONTROLS.contains(c)) {
+        p.push(Problem::new(
+            at,
+            format!(
+                "contains the bidirectional-control character U+{:04X}, which makes text display in another order than it reads (rustc refuses it in source); leave it out, or in a pattern write `\\x{{{:X}}}`",
+                c as u32, c as u32
+            ),
+        ));
+    }
+}
+
+/// [`check_bidi`] over every string in a JSON value (a default or an example).
+fn check_bidi_value(at: &str, v: &Value, p: &mut Vec<Problem>) {
+    match v {
+        Value::String(s) => check_bidi(at, s, p),
+        Value::Array(items) => items.iter().for_each(|i| check_bidi_value(at, i, p)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| {
+            check_bidi(at, k, p);
+            check_bidi_value(at, v, p);
+        }),
+        _ => {}
+    }
+}
+
 fn check_description(at: &str, d: &str, p: &mut Vec<Problem>) {
+    check_bidi(at, d, p);
     if d.trim().is_empty() {
         p.push(Problem::new(at, "a description must not be empty; leave the key out instead"));
     }
@@ -614,7 +684,7 @@ mod tests {
         let mut enum_field = Field::new("mode", FieldType::Enum);
         enum_field.default = Some(json!("x"));
         let mut typed = Field::new("type", FieldType::String);
-        typed.minimum = Some(1.0);
+        typed.minimum = Some(1.into());
         let mut dup = Field::new("count", FieldType::Integer);
         dup.default = Some(json!("ten"));
         spec.fields = vec![

@@ -27,3 +27,36 @@ pub fn repo() -> (TempDir, PathBuf) {
 pub fn read(dir: &Path, path: &str) -> String {
     fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+pub mod openapi;
+
+/// Every example trigger `spec` a rendered repository carries, as (where, value):
+/// `examples/trigger.yaml`, the README's example, and `TEST_SPEC_JSON`.
+pub fn example_specs(file: impl Fn(&str) -> Option<String>) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    if let Some(text) = file("examples/trigger.yaml") {
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("examples/trigger.yaml is YAML");
+        out.push(("examples/trigger.yaml".to_owned(), doc["spec"].clone()));
+    }
+    if let Some(readme) = file("README.md")
+        && let Some(start) = readme.find("```yaml\napiVersion:")
+    {
+        let block = &readme[start + "```yaml\n".len()..];
+        let block = &block[..block.find("```").expect("the README's example block ends")];
+        let doc: serde_json::Value = serde_saphyr::from_str(block).expect("the README's example is YAML");
+        out.push(("README.md example".to_owned(), doc["spec"].clone()));
+    }
+    if let Some(text) = file("src/apis/mod.rs") {
+        let ast = syn::parse_file(&text).expect("src/apis/mod.rs parses");
+        for item in ast.items {
+            if let syn::Item::Const(c) = item
+                && c.ident == "TEST_SPEC_JSON"
+                && let syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) = *c.expr
+            {
+                let value = serde_json::from_str(&s.value()).expect("TEST_SPEC_JSON is JSON");
+                out.push(("TEST_SPEC_JSON".to_owned(), value));
+            }
+        }
+    }
+    out
+}

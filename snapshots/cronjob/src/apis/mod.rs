@@ -7,10 +7,10 @@ pub use kubeless::v1beta1::{Function, Trigger, TriggerSpec, TriggerStatus};
 
 /// A valid spec of this trigger kind that names the function `hello`, for unit tests.
 #[cfg(test)]
-pub const TEST_SPEC_JSON: &str = r##"{
-        "schedule": "example-schedule",
+pub const TEST_SPEC_JSON: &str = r#"{
+        "schedule": "*/5 * * * *",
         "apiToken": {"key":"token","name":"example-secret"},
         "enabled": true,
         "priority": 1,
         "functionName": "hello"
-    }"##;
+    }"#;

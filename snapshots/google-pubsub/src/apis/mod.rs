@@ -7,7 +7,7 @@ pub use kubeless::v2alpha1::{Function, Trigger, TriggerSpec, TriggerStatus};
 
 /// A valid spec of this trigger kind that names the function `hello`, for unit tests.
 #[cfg(test)]
-pub const TEST_SPEC_JSON: &str = r##"{
-        "subscriptionResourceName": "example-subscription-resource-name",
+pub const TEST_SPEC_JSON: &str = r#"{
+        "subscriptionResourceName": "projects/my-project/subscriptions/my-subscription",
         "functionSelector": {"matchLabels":{"function":"hello"}}
-    }"##;
+    }"#;

@@ -7,7 +7,7 @@ pub use kubeless::v1beta1::{Function, Trigger, TriggerSpec, TriggerStatus};
 
 /// A valid spec of this trigger kind that names the function `hello`, for unit tests.
 #[cfg(test)]
-pub const TEST_SPEC_JSON: &str = r##"{
+pub const TEST_SPEC_JSON: &str = r#"{
         "topic": "example-topic",
         "functionSelector": {"matchLabels":{"function":"hello"}}
-    }"##;
+    }"#;

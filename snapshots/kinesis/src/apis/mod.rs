@@ -7,10 +7,10 @@ pub use kubeless::v1beta1::{Function, Trigger, TriggerSpec, TriggerStatus};
 
 /// A valid spec of this trigger kind that names the function `hello`, for unit tests.
 #[cfg(test)]
-pub const TEST_SPEC_JSON: &str = r##"{
+pub const TEST_SPEC_JSON: &str = r#"{
         "region": "example-region",
         "secret": "example-secret",
         "stream": "example-stream",
         "shard": "example-shard",
         "functionName": "hello"
-    }"##;
+    }"#;
