@@ -19,7 +19,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::guard::{GuardError, RepoGuard};
 use crate::lock::LOCK_FILE;
 use crate::plan::{Plan, PlannedFile};
-use crate::{signals, testhook};
+use crate::{provenance, signals, testhook};
 
 /// Prefix of the staging directories, inside the output directory; each run
 /// appends its pid and a random number.
@@ -39,6 +39,8 @@ pub enum ApplyError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Guard(#[from] GuardError),
+    #[error(transparent)]
+    Read(#[from] crate::repofile::ReadError),
     #[error("interrupted by {}; nothing was changed", signals::name(*.0))]
     Interrupted(i32),
     #[error(
@@ -82,7 +84,10 @@ pub fn write(plan: &Plan, out: &Path, force: bool) -> Result<(), ApplyError> {
         if !created && !force && !is_empty(out)? {
             return Err(ApplyError::NotEmpty(out.to_owned()));
         }
-        write_changes(plan, &[], out)
+        // Over an earlier render (another source, say), its generated files
+        // that this render does not produce would otherwise stay behind.
+        let strays = if created { Vec::new() } else { provenance::strays(out, plan)? };
+        write_changes(plan, &strays, out)
     });
     if created && matches!(&result, Err(e) if !matches!(e, ApplyError::Guard(_))) {
         let _ = fs::remove_dir_all(out);

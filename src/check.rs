@@ -141,6 +141,11 @@ pub fn check(dir: &Path, spec: &Spec, render: &Plan, lock_state: &LockState) -> 
             }
         }
     }
+    for stray in provenance::strays(dir, render)? {
+        if !report.unexpected.contains(&stray) {
+            report.unexpected.push(stray);
+        }
+    }
     Ok(report)
 }
 

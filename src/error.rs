@@ -58,7 +58,7 @@ impl CliError {
             ) => EXIT_USAGE,
             CliError::Guard(GuardError::Busy(_)) => EXIT_USAGE,
             CliError::Apply(ApplyError::Interrupted(signal)) => crate::signals::exit_code(*signal),
-            CliError::Read(e) if e.is_refusal() => EXIT_USAGE,
+            CliError::Read(e) | CliError::Apply(ApplyError::Read(e)) if e.is_refusal() => EXIT_USAGE,
             CliError::Lock(OpenLockError::Read(e)) if !e.is_refusal() => EXIT_FAILURE,
             CliError::Lock(_) => EXIT_USAGE,
             _ => EXIT_FAILURE,

@@ -7,11 +7,15 @@
 //! valid name. A user's file (`MYNOTES.md`, `README.md`, `src/event_source.rs`)
 //! never qualifies, whatever the lock says.
 
+use std::fs;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use regex::RegexSet;
 
+use crate::plan::{Plan, declares_generated};
 use crate::render;
+use crate::repofile::{self, REPO_FILE_CAP, ReadError};
 
 /// Placeholders in template paths and the names they can stand for (see
 /// `names::Names::derive` and the spec's validation).
@@ -39,6 +43,44 @@ pub fn could_generate(path: &str) -> bool {
         RegexSet::new(patterns).expect("template path patterns are valid regexes")
     })
     .is_match(path)
+}
+
+/// Files in `dir` that are ours but that `render` does not produce: at a path
+/// some render writes, and carrying the generated header. What another
+/// source's render (or an older spec) left behind; `new --force` removes
+/// them and `check` reports them. `.git`, `target` and symlinks are skipped.
+pub fn strays(dir: &Path, render: &Plan) -> Result<Vec<String>, ReadError> {
+    let mut found = Vec::new();
+    walk(dir, "", render, &mut found)?;
+    found.sort();
+    Ok(found)
+}
+
+fn walk(dir: &Path, prefix: &str, render: &Plan, found: &mut Vec<String>) -> Result<(), ReadError> {
+    let at = dir.join(prefix);
+    let entries = fs::read_dir(&at).map_err(|source| ReadError::Io { path: at.clone(), source })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| ReadError::Io { path: at.clone(), source })?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        if prefix.is_empty() && matches!(name.as_str(), ".git" | "target")
+            || name.starts_with(".kubeless-trigger")
+        {
+            continue;
+        }
+        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            walk(dir, &rel, render, found)?;
+        } else if kind.is_file()
+            && render.get(&rel).is_none()
+            && could_generate(&rel)
+            && let Some(content) = repofile::read_in(dir, &rel, REPO_FILE_CAP)?
+            && declares_generated(&content)
+        {
+            found.push(rel);
+        }
+    }
+    Ok(())
 }
 
 /// A template's output path (without `.tera`) as an anchored regex.

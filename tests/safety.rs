@@ -518,3 +518,23 @@ fn scripts_and_files_honour_the_umask() {
         assert_eq!(mode("script/cluster-up-minikube.sh"), script_mode, "umask {umask}: a script");
     }
 }
+
+#[test]
+fn new_force_over_another_sources_repository_removes_its_generated_files() {
+    let (_tmp, dir) = repo();
+    fs::write(dir.join("MYNOTES.md"), "mine\n").unwrap();
+    cli().args(["new", "kafka", "--defaults", "--force", "-o"]).arg(&dir).assert().success();
+    for gone in ["nats.jsonnet", "nats-trigger-crd.yaml", "tests/integration-tests-nats.bats"] {
+        assert!(!dir.join(gone).exists(), "{gone} of the nats render is still there");
+    }
+    assert_eq!(read(&dir, "MYNOTES.md"), "mine\n", "files that are not ours stay");
+    check(&dir).success();
+}
+
+#[test]
+fn check_reports_a_generated_file_that_no_render_or_lock_explains() {
+    let (_tmp, dir) = repo();
+    fs::copy(dir.join("nats.jsonnet"), dir.join("old.jsonnet")).unwrap();
+    fs::write(dir.join("notes.jsonnet"), "// my own jsonnet\n").unwrap();
+    check(&dir).code(1).stdout(contains("unexpected: old.jsonnet")).stdout(contains("notes.jsonnet").not());
+}
