@@ -38,6 +38,8 @@ pub const TYPE_NAMES: &[&str] = &[
     "TokioIo", "UnboundedReceiver", "UnboundedSender", "Uri", "Value",
     // The runtime's test kit (compiled for tests only, but the names are taken there).
     "Behaviour", "BodyExt", "LoopbackFunction", "Tally", "Write",
+    // Offset commits.
+    "Offsets", "VecDeque",
 ];
 
 /// Whether `name` is a type name the generated code already uses.

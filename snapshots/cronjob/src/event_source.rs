@@ -18,6 +18,9 @@
 //!    it, or leave the offset uncommitted) so the broker redelivers it;
 //!    then make [`acknowledges`] return `true`: until then the runtime
 //!    delivers at-most-once and says so in the trigger's status;
+//!    a source that commits offsets (a Kafka partition, a Kinesis shard)
+//!    records each event with `crate::offsets::Offsets` and commits only the
+//!    position it hands out, so an event that failed holds the commit back;
 //! 4. return when `shutdown` is cancelled; deliveries in flight are drained for you.
 //!
 //! Until then this skeleton connects to nothing, delivers nothing, and waits

@@ -5,6 +5,7 @@
 //! - [`controller`]: watches triggers and functions, keeps one consumer per (trigger, function).
 //! - [`consumers`]: starts, restarts and stops consumers.
 //! - [`delivery`]: the [`delivery::Sink`] consumers hand events to: bounded, retried, acknowledged.
+//! - [`offsets`]: the commit position for sources that commit offsets (Kafka, Kinesis).
 //! - [`policy`]: each trigger's `spec.delivery`: retries, backoff, dead letter.
 //! - [`invoker`]: POSTs events to functions with the Kubeless event headers.
 //! - [`logging`]: text or JSON logs (`LOG_FORMAT`), colour only at a terminal.
@@ -21,6 +22,7 @@ pub mod event_source;
 pub mod invoker;
 pub mod logging;
 pub mod metrics;
+pub mod offsets;
 pub mod policy;
 pub mod server;
 #[cfg(test)]
