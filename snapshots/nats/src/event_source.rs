@@ -480,26 +480,45 @@ mod faults {
     use crate::metrics::Metrics;
     use crate::testkit::{Behaviour, LoopbackFunction, Tally, table};
 
-    /// A `nats-server -js` on a fixed port, with its store kept across restarts.
-    struct NatsServer {
+    /// A `nats-server -js` on a fixed port, with its store kept across
+    /// restarts, and its monitoring endpoint on another.
+    pub(super) struct NatsServer {
         port: u16,
+        monitoring: u16,
         store: PathBuf,
         child: Option<Child>,
     }
 
     impl NatsServer {
-        fn start() -> NatsServer {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
+        pub(super) fn start() -> NatsServer {
+            let free = || {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port()
+            };
+            let (port, monitoring) = (free(), free());
             let store = std::env::temp_dir().join(format!("kubeless-faults-{}-{port}", std::process::id()));
-            let mut server = NatsServer { port, store, child: None };
+            let mut server = NatsServer { port, monitoring, store, child: None };
             server.up();
             server
         }
 
-        fn url(&self) -> String {
+        /// Client connections the server has now (its `/varz`).
+        pub(super) fn connections(&self) -> u64 {
+            use std::io::{Read, Write};
+            let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.monitoring)) else { return 0 };
+            let _ = stream.write_all(b"GET /varz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+            serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["connections"].as_u64())
+                .unwrap_or_default()
+        }
+
+        pub(super) fn url(&self) -> String {
             format!("nats://127.0.0.1:{}", self.port)
         }
 
@@ -507,7 +526,7 @@ mod faults {
             let child = Command::new("nats-server")
                 .args(["-js", "-sd"])
                 .arg(&self.store)
-                .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-m", &self.monitoring.to_string()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -817,6 +836,465 @@ mod faults {
             ) {
                 let accounted = row.delivered + row.failed + row.lost;
                 assert!(accounted >= row.published, "at-most-once lost events silently: {row:?}");
+            }
+        }
+    }
+}
+/// `make bench` (second part): the NATS trigger end to end through a real
+/// `nats-server` beside the limit measured in the same run (a bare
+/// async-nats subscriber that POSTs each message with the same
+/// concurrency), in core and JetStream mode; and the cost of 1, 100 and
+/// 1,000 consumers in one controller. Each measured side runs in a child
+/// process of its own, so each peak RSS is its own. Results are printed with
+/// their targets; a machine busy with other work must not fail a build, so
+/// nothing here asserts a duration.
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    use std::sync::Mutex;
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::net::TcpListener;
+    use tokio::sync::Semaphore;
+
+    use super::faults::NatsServer;
+    use crate::apis::{TEST_SPEC_JSON, TriggerSpec};
+    use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime, event_source};
+    use crate::delivery::{DeliveryMode, RetryPolicy};
+    use crate::invoker::Invoker;
+    use crate::metrics::Metrics;
+
+    const ROLE: &str = "NATS_BENCH_ROLE";
+    const CONCURRENCY: usize = 16;
+    /// Events published and not yet received, at most: the publisher waits beyond it.
+    const WINDOW: u64 = 1000;
+
+    fn setting(key: &str, default: usize) -> usize {
+        std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
+    fn now_us() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    }
+
+    fn peak_rss_kib() -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(str::to_owned)))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_default()
+    }
+
+    /// The loopback function: every body starts with its publish time (µs).
+    #[derive(Default)]
+    struct Received {
+        count: std::sync::atomic::AtomicU64,
+        latencies_us: Mutex<Vec<u64>>,
+    }
+
+    async fn function(received: Arc<Received>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let received = received.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let received = received.clone();
+                        async move {
+                            let body =
+                                req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let sent: u64 = std::str::from_utf8(&body)
+                                .ok()
+                                .and_then(|b| b.split(' ').next())
+                                .and_then(|t| t.parse().ok())
+                                .unwrap_or_default();
+                            received.latencies_us.lock().expect("lock").push(now_us().saturating_sub(sent));
+                            received.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::new())))
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        url
+    }
+
+    /// A measured side, running in a child process until its stdin closes;
+    /// it prints `ready` once subscribed and its peak RSS when told to stop.
+    struct Side {
+        child: std::process::Child,
+        lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    }
+
+    impl Side {
+        fn spawn(role: &str, env: &[(&str, String)]) -> Side {
+            let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+            command
+                .args([
+                    "--exact",
+                    "event_source::bench::child",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(ROLE, role)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            for (k, v) in env {
+                command.env(k, v);
+            }
+            let mut child = command.spawn().expect("spawn a measured side");
+            let stdout = child.stdout.take().expect("stdout");
+            Side { child, lines: BufReader::new(stdout).lines() }
+        }
+
+        fn wait_for(&mut self, word: &str) -> String {
+            for line in self.lines.by_ref() {
+                let line = line.expect("a line from the child");
+                // libtest may print the test's name on the same line first.
+                if let Some((_, rest)) = line.split_once(word) {
+                    return rest.trim().to_owned();
+                }
+            }
+            panic!("the measured side ended before saying {word}");
+        }
+
+        /// Close its stdin: it prints its peak RSS and exits.
+        fn finish(mut self) -> u64 {
+            drop(self.child.stdin.take());
+            let rss = self.wait_for("rss").parse().unwrap_or_default();
+            let _ = self.child.wait();
+            rss
+        }
+    }
+
+    /// Publish `events` bodies round-robin over `subjects` (JetStream when
+    /// `jetstream`), at most WINDOW ahead of what the function received;
+    /// returns the time until the function received them all.
+    async fn drive(
+        client: &async_nats::Client,
+        subjects: &[String],
+        jetstream_mode: bool,
+        events: u64,
+        received: &Received,
+    ) -> Duration {
+        use std::sync::atomic::Ordering::SeqCst;
+        let js = jetstream::new(client.clone());
+        let start_count = received.count.load(SeqCst);
+        let started = Instant::now();
+        for i in 0..events {
+            while i - (received.count.load(SeqCst) - start_count) >= WINDOW {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            let subject = subjects[(i as usize) % subjects.len()].clone();
+            let body = Bytes::from(format!("{} event-{i}", now_us()));
+            if jetstream_mode {
+                js.publish(subject, body).await.expect("publish").await.expect("stored");
+            } else {
+                client.publish(subject, body).await.expect("publish");
+            }
+        }
+        client.flush().await.expect("flush");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while received.count.load(SeqCst) - start_count < events && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        started.elapsed()
+    }
+
+    struct Result {
+        events_per_second: f64,
+        p50_us: u64,
+        p99_us: u64,
+        rss_kib: u64,
+    }
+
+    fn result(events: u64, elapsed: Duration, received: &Received, rss_kib: u64) -> Result {
+        let mut latencies = std::mem::take(&mut *received.latencies_us.lock().expect("lock"));
+        latencies.sort_unstable();
+        let at = |q: f64| {
+            latencies.get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+        };
+        Result {
+            events_per_second: events as f64 / elapsed.as_secs_f64(),
+            p50_us: at(0.50).copied().unwrap_or_default(),
+            p99_us: at(0.99).copied().unwrap_or_default(),
+            rss_kib,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "benchmark: make bench"]
+    async fn end_to_end() {
+        let events = setting("BENCH_EVENTS", 20_000) as u64;
+        let server = NatsServer::start();
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let received = Arc::new(Received::default());
+        let url = function(received.clone()).await;
+        println!(
+            "NATS end to end: {events} events, concurrency {CONCURRENCY}, one consumer, loopback function"
+        );
+        println!(
+            "{:<11} {:<9} {:>10} {:>8} {:>8} {:>9}",
+            "mode", "side", "events/s", "p50 µs", "p99 µs", "RSS MiB"
+        );
+        for jetstream_mode in [false, true] {
+            let mode = if jetstream_mode { "JetStream" } else { "core" };
+            let mut results = Vec::new();
+            for side in ["runtime", "baseline"] {
+                let subject = format!("bench.{side}.{}", crate::invoker::event_id());
+                let mut env = vec![
+                    ("NATS_URL", server.url()),
+                    ("BENCH_SUBJECT", subject.clone()),
+                    ("BENCH_URL", url.clone()),
+                ];
+                if jetstream_mode {
+                    let stream = format!("BENCH_{}", crate::invoker::event_id());
+                    jetstream::new(client.clone())
+                        .create_stream(jetstream::stream::Config {
+                            name: stream.clone(),
+                            subjects: vec![subject.clone()],
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("a stream");
+                    env.push(("BENCH_STREAM", stream));
+                }
+                let mut child = Side::spawn(side, &env);
+                child.wait_for("ready");
+                // Warm up (connections, the consumer's first pull), then measure.
+                drive(&client, std::slice::from_ref(&subject), jetstream_mode, 500, &received).await;
+                received.latencies_us.lock().expect("lock").clear();
+                let elapsed =
+                    drive(&client, std::slice::from_ref(&subject), jetstream_mode, events, &received).await;
+                let rss = child.finish();
+                let r = result(events, elapsed, &received, rss);
+                println!(
+                    "{mode:<11} {side:<9} {:>10.0} {:>8} {:>8} {:>9.1}",
+                    r.events_per_second,
+                    r.p50_us,
+                    r.p99_us,
+                    r.rss_kib as f64 / 1024.0
+                );
+                results.push(r);
+            }
+            let (runtime, baseline) = (&results[0], &results[1]);
+            let ratio = runtime.events_per_second / baseline.events_per_second;
+            let p99 = runtime.p99_us as f64 / baseline.p99_us.max(1) as f64;
+            let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+            println!(
+                "{mode}: throughput {ratio:.2} of the bare client (target >= 0.8): {}; p99 {p99:.2}x (target <= 1.5): {}; runtime RSS {:.1} MiB (target < 30): {}",
+                verdict(ratio >= 0.8),
+                verdict(p99 <= 1.5),
+                runtime.rss_kib as f64 / 1024.0,
+                verdict(runtime.rss_kib < 30 * 1024)
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "benchmark: make bench"]
+    async fn scale() {
+        let events = setting("BENCH_EVENTS", 20_000) as u64;
+        let server = NatsServer::start();
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let received = Arc::new(Received::default());
+        let url = function(received.clone()).await;
+        println!(
+            "NATS consumers in one controller (core): {events} events spread over them; start: from process start to every consumer delivering"
+        );
+        println!(
+            "{:>9} {:>11} {:>11} {:>10} {:>9}",
+            "consumers", "start ms", "connections", "events/s", "RSS MiB"
+        );
+        let mut per_event = Vec::new();
+        for consumers in [1usize, 100, 1000] {
+            let prefix = format!("scale.{}", crate::invoker::event_id());
+            let subjects: Vec<String> = (0..consumers).map(|i| format!("{prefix}.{i}")).collect();
+            let before = server.connections();
+            let started = Instant::now();
+            let mut child = Side::spawn(
+                "scale",
+                &[
+                    ("NATS_URL", server.url()),
+                    ("BENCH_SUBJECT", prefix.clone()),
+                    ("BENCH_URL", url.clone()),
+                    ("BENCH_CONSUMERS", consumers.to_string()),
+                ],
+            );
+            child.wait_for("ready");
+            // Started: a probe on every subject reaches the function.
+            use std::sync::atomic::Ordering::SeqCst;
+            while started.elapsed() < Duration::from_secs(120) {
+                let base = received.count.load(SeqCst);
+                for subject in &subjects {
+                    client
+                        .publish(subject.clone(), Bytes::from(format!("{} probe", now_us())))
+                        .await
+                        .expect("publish");
+                }
+                client.flush().await.expect("flush");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if received.count.load(SeqCst) - base >= consumers as u64 {
+                    break;
+                }
+            }
+            let start_ms = started.elapsed().as_millis();
+            // The controller's connections: the server's count less this test's client.
+            let connections = server.connections().saturating_sub(before);
+            let elapsed = drive(&client, &subjects, false, events, &received).await;
+            let rss = child.finish();
+            let eps = events as f64 / elapsed.as_secs_f64();
+            per_event.push(eps);
+            println!(
+                "{consumers:>9} {start_ms:>11} {connections:>11} {eps:>10.0} {:>9.1}",
+                rss as f64 / 1024.0
+            );
+            if consumers == 1000 {
+                let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+                println!(
+                    "1000 consumers: RSS {:.1} MiB (target < 100): {}; {connections} connections (target: a handful): {}; throughput {:.2} of one consumer's (target >= 1): {}",
+                    rss as f64 / 1024.0,
+                    verdict(rss < 100 * 1024),
+                    verdict(connections <= 4),
+                    eps / per_event[0],
+                    verdict(eps >= per_event[0] * 0.9)
+                );
+            }
+        }
+    }
+
+    /// One measured side (see [`Side`]); does nothing unless spawned as one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a child of the benchmarks"]
+    async fn child() {
+        let Ok(role) = std::env::var(ROLE) else { return };
+        let subject = std::env::var("BENCH_SUBJECT").expect("BENCH_SUBJECT");
+        let url = std::env::var("BENCH_URL").expect("BENCH_URL");
+        let stream = std::env::var("BENCH_STREAM").ok();
+        // What runs until the parent says stop.
+        let _running: (Option<Consumers>, Option<tokio::task::JoinHandle<()>>) = match role.as_str() {
+            "runtime" => (Some(runtime_side(vec![(subject, stream)], &url).await), None),
+            "scale" => {
+                let n = setting("BENCH_CONSUMERS", 1);
+                let subjects = (0..n).map(|i| (format!("{subject}.{i}"), None)).collect();
+                (Some(runtime_side(subjects, &url).await), None)
+            }
+            _ => (None, Some(baseline_side(subject, stream, url).await)),
+        };
+        println!("ready");
+        std::io::stdout().flush().expect("flush");
+        // Run until the parent closes our stdin.
+        let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
+        println!("rss {}", peak_rss_kib());
+        std::io::stdout().flush().expect("flush");
+    }
+
+    /// The controller's runtime: one consumer per subject through `Consumers`.
+    async fn runtime_side(subjects: Vec<(String, Option<String>)>, url: &str) -> Consumers {
+        let consumers = Consumers::new(Runtime {
+            source: event_source(),
+            restart: RetryPolicy::default(),
+            changes: None,
+            invoker: Invoker::new(Duration::from_secs(30)),
+            max_in_flight: CONCURRENCY,
+            drain_grace: Duration::from_secs(1),
+            metrics: Metrics::new(),
+            recorder: None,
+        });
+        for (i, (subject, stream)) in subjects.into_iter().enumerate() {
+            let mut spec: TriggerSpec = serde_json::from_str(TEST_SPEC_JSON).expect("spec");
+            spec.topic = subject;
+            spec.stream = stream;
+            let mode = if acknowledges(&spec) { DeliveryMode::AtLeastOnce } else { DeliveryMode::AtMostOnce };
+            let trigger = format!("t{i}");
+            let desired = Desired {
+                key: ConsumerKey {
+                    namespace: "default".into(),
+                    trigger: trigger.clone(),
+                    function: "hello".into(),
+                },
+                url: url.to_owned(),
+                timeout: Duration::from_secs(30),
+                retry: RetryPolicy::default(),
+                dead_letter: None,
+                delivery: mode,
+                trigger: Default::default(),
+            };
+            consumers.sync("default", &trigger, &spec, vec![desired]).await;
+        }
+        // Let every consumer connect and subscribe.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        consumers
+    }
+
+    /// The limit: a bare async-nats subscriber that POSTs each message with
+    /// the same concurrency (and, on JetStream, acks after the POST).
+    async fn baseline_side(
+        subject: String,
+        stream: Option<String>,
+        url: String,
+    ) -> tokio::task::JoinHandle<()> {
+        let client = async_nats::connect(nats_url()).await.expect("connect");
+        let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        let post = move |body: Bytes| {
+            let request = hyper::Request::post(url.as_str()).body(Full::new(body)).expect("request");
+            http.request(request)
+        };
+        match stream {
+            None => {
+                let mut messages = client.subscribe(subject).await.expect("subscribe");
+                client.flush().await.expect("flush");
+                tokio::spawn(async move {
+                    while let Some(message) = messages.next().await {
+                        let permit = permits.clone().acquire_owned().await.expect("permit");
+                        let posting = post(message.payload);
+                        tokio::spawn(async move {
+                            let _ = posting.await;
+                            drop(permit);
+                        });
+                    }
+                })
+            }
+            Some(stream) => {
+                let js = jetstream::new(client);
+                let config = pull::Config {
+                    durable_name: Some("baseline".into()),
+                    ack_policy: AckPolicy::Explicit,
+                    max_ack_pending: CONCURRENCY as i64,
+                    ..pull::Config::default()
+                };
+                let consumer = js
+                    .get_stream(stream)
+                    .await
+                    .expect("stream")
+                    .create_consumer(config)
+                    .await
+                    .expect("consumer");
+                let mut messages = consumer.messages().await.expect("messages");
+                tokio::spawn(async move {
+                    while let Some(Ok(message)) = messages.next().await {
+                        let permit = permits.clone().acquire_owned().await.expect("permit");
+                        let posting = post(message.payload.clone());
+                        tokio::spawn(async move {
+                            let _ = posting.await;
+                            let _ = message.ack().await;
+                            drop(permit);
+                        });
+                    }
+                })
             }
         }
     }
