@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -128,6 +129,7 @@ struct Running {
     /// The spec, URL and delivery mode it was started with; any change means a restart.
     fingerprint: String,
     url: String,
+    dead_letter: Option<String>,
     health: Arc<Mutex<Health>>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
@@ -169,6 +171,14 @@ impl Consumers {
             .collect();
         unhealthy.sort_by(|a, b| a.0.cmp(&b.0));
         unhealthy
+    }
+
+    /// The dead-letter URL the consumers of trigger `namespace/trigger` use, if any.
+    pub fn dead_letter_of(&self, namespace: &str, trigger: &str) -> Option<String> {
+        self.lock()
+            .iter()
+            .find(|(k, _)| k.namespace == namespace && k.trigger == trigger)
+            .and_then(|(_, r)| r.dead_letter.clone())
     }
 
     /// The URL the consumer `key` delivers to, when it runs.
@@ -313,7 +323,15 @@ impl Consumers {
             token: cancel.clone(),
         };
         let task = tokio::spawn(supervisor.run(context, sink.clone()));
-        Running { fingerprint, url: d.url.clone(), health, cancel, task, sink }
+        Running {
+            fingerprint,
+            url: d.url.clone(),
+            dead_letter: d.dead_letter.clone(),
+            health,
+            cancel,
+            task,
+            sink,
+        }
     }
 
     async fn stop(&self, key: &ConsumerKey, r: Running) {
@@ -341,7 +359,30 @@ impl Supervisor {
         let mut failures_in_a_row = 0u32;
         loop {
             let started = Instant::now();
-            let result = (self.runtime.source)(context.clone(), sink.clone(), self.token.clone()).await;
+            // A panic in the source is a failure like any other: restarted and reported.
+            let source = (self.runtime.source)(context.clone(), sink.clone(), self.token.clone());
+            let mut source = std::panic::AssertUnwindSafe(source).catch_unwind();
+            // Running again only once a restarted source has lasted a while,
+            // so a source that keeps failing does not flap the trigger's status.
+            let result = if restarts == 0 {
+                source.await
+            } else {
+                tokio::select! {
+                    result = &mut source => result,
+                    () = tokio::time::sleep(self.runtime.restart.base) => {
+                        self.set(Health::Running);
+                        source.await
+                    }
+                }
+            };
+            let result = result.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(format!("the event source panicked: {what}").into())
+            });
             if self.token.is_cancelled() {
                 if let Err(e) = result {
                     warn!(group = %self.key.group(), error = %e, "consumer stopped with an error");
@@ -366,13 +407,18 @@ impl Supervisor {
                 () = self.token.cancelled() => return,
                 () = tokio::time::sleep(pause) => {}
             }
-            self.set(Health::Running);
         }
     }
 
+    /// Record `health`, telling the controller only when it changed.
     fn set(&self, health: Health) {
-        *lock(&self.health) = health;
-        if let Some(changes) = &self.runtime.changes {
+        let changed = {
+            let mut current = lock(&self.health);
+            let changed = *current != health;
+            *current = health;
+            changed
+        };
+        if changed && let Some(changes) = &self.runtime.changes {
             let _ = changes.send(self.key.clone());
         }
     }
@@ -541,6 +587,36 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         consumers.stop_all(Duration::from_millis(50)).await;
         assert_eq!(consumers.runtime.metrics.lost.get(), 1, "the hanging delivery is counted, not silent");
+    }
+
+    #[tokio::test]
+    async fn a_source_that_panics_is_restarted_and_reported_like_a_failure() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let panicking: Source = Arc::new(move |_ctx, _sink, shutdown: CancellationToken| {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if call == 0 {
+                    panic!("bad message");
+                }
+                shutdown.cancelled().await;
+                Ok(())
+            })
+        });
+        let (tx, mut changes) = mpsc::unbounded_channel();
+        let consumers = consumers(panicking, tx);
+        let spec = serde_json::from_str(TEST_SPEC_JSON).expect("spec");
+        consumers.sync("default", "orders", &spec, vec![desired()]).await;
+        changes.recv().await.expect("reported");
+        tokio::time::timeout(Duration::from_secs(2), async {
+            while calls.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("restarted after the panic");
+        assert_eq!(consumers.runtime.metrics.consumer_restarts.get(), 1);
+        consumers.stop_all(Duration::from_secs(1)).await;
     }
 
     #[tokio::test]

@@ -25,10 +25,17 @@ impl Offsets {
         Offsets::default()
     }
 
-    /// An event at `offset` was received (offsets must grow; gaps are fine).
-    pub fn received(&mut self, offset: u64) {
-        debug_assert!(self.pending.back().is_none_or(|(last, _)| *last < offset), "offsets must grow");
+    /// An event at `offset` was received (offsets grow; gaps are fine).
+    /// Returns false, and records nothing, for an offset at or below one
+    /// already received or committed (a redelivery after a rewind): it must
+    /// not hold later commits back.
+    pub fn received(&mut self, offset: u64) -> bool {
+        let last = self.pending.back().map(|(o, _)| o + 1).or(self.committed).unwrap_or(0);
+        if offset < last {
+            return false;
+        }
         self.pending.push_back((offset, false));
+        true
     }
 
     /// The event at `offset` is settled (delivered, dead-lettered, or
@@ -104,5 +111,7 @@ mod tests {
         assert_eq!(offsets.settled(5), Some(10));
         assert_eq!(offsets.settled(20), Some(21));
         assert_eq!(offsets.settled(99), None, "an unknown offset changes nothing");
+        assert!(!offsets.received(20), "an offset already committed is not recorded again");
+        assert!(offsets.received(21));
     }
 }

@@ -74,7 +74,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(connection) => connection,
                 Err(e) => {
+                    // Out of file descriptors, say: pause instead of spinning.
                     warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },

@@ -396,8 +396,12 @@ async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved>
         Some(DeadLetterTarget::Function(name)) => match service_port(&services, &name).await {
             Ok(port) => Some(function_url(&name, ns, port)),
             Err(e) => {
+                // An API error keeps the dead letter the consumers use; a
+                // Service that is gone or has no port means there is none.
+                let last_known =
+                    e.is_transient().then(|| ctx.consumers.dead_letter_of(ns, &trigger.name_any()));
                 unavailable.push(Error::DeadLetterUnavailable(e.to_string()));
-                None
+                last_known.flatten()
             }
         },
     };

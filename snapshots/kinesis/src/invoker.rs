@@ -23,6 +23,9 @@ pub fn function_url(function: &str, namespace: &str, port: u16) -> String {
 /// Kubeless' default function timeout, when a Function does not set one.
 pub const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// The longest function timeout honoured (a day): a larger `spec.timeout` is capped.
+const MAX_FUNCTION_TIMEOUT: u64 = 24 * 3600;
+
 /// Time for the function's runtime to answer after its own timeout fired.
 const TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 
@@ -31,7 +34,10 @@ const TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
 /// a margin, so the function's runtime times out first and answers.
 pub fn function_timeout(function: &crate::apis::Function) -> Duration {
     let seconds = function.spec.timeout.as_deref().and_then(|t| t.trim().parse::<u64>().ok());
-    seconds.filter(|s| *s > 0).map_or(DEFAULT_FUNCTION_TIMEOUT, Duration::from_secs) + TIMEOUT_MARGIN
+    let seconds = seconds
+        .filter(|s| *s > 0)
+        .map_or(DEFAULT_FUNCTION_TIMEOUT.as_secs(), |s| s.min(MAX_FUNCTION_TIMEOUT));
+    Duration::from_secs(seconds).saturating_add(TIMEOUT_MARGIN)
 }
 
 /// `User-Agent` of every request: `kubeless-<source>-trigger-controller/<version>`.
@@ -315,6 +321,8 @@ mod tests {
         assert_eq!(function_timeout(&f), DEFAULT_FUNCTION_TIMEOUT + TIMEOUT_MARGIN);
         f.spec.timeout = Some("20".into());
         assert_eq!(function_timeout(&f), Duration::from_secs(25));
+        f.spec.timeout = Some("18446744073709551615".into());
+        assert_eq!(function_timeout(&f), Duration::from_secs(24 * 3600 + 5), "capped, never an overflow");
         f.spec.timeout = Some("soon".into());
         assert_eq!(function_timeout(&f), DEFAULT_FUNCTION_TIMEOUT + TIMEOUT_MARGIN);
         let invoker = Invoker::new(Duration::from_secs(1)).with_timeout(Duration::from_secs(9));

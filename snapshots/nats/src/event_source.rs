@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer::AckPolicy, consumer::pull};
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -41,9 +42,13 @@ pub fn acknowledges(spec: &TriggerSpec) -> bool {
 /// Where the Kubeless NATS trigger looked for NATS; override with `NATS_URL`.
 pub const DEFAULT_NATS_URL: &str = "nats://nats.nats-io.svc.cluster.local:4222";
 
-/// How long JetStream waits for an acknowledgement before it redelivers: long
-/// enough for a slow function's retries (`ACK_WAIT_SECONDS` overrides).
+/// How long JetStream waits for an acknowledgement, or a sign of progress
+/// (sent every half of it while a delivery runs), before it redelivers
+/// (`ACK_WAIT_SECONDS` overrides).
 const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(300);
+/// Deliveries JetStream makes of one message before the consumer gives up on
+/// it, counting it lost (`MAX_DELIVER` overrides; a dead letter avoids the loss).
+const DEFAULT_MAX_DELIVER: i64 = 10;
 /// Pause before JetStream redelivers a message whose delivery finally failed
 /// (`NAK_DELAY_SECONDS` overrides).
 const DEFAULT_NAK_DELAY: Duration = Duration::from_secs(10);
@@ -175,8 +180,14 @@ async fn core(
             () = shutdown.cancelled() => break,
             message = messages.next() => match message {
                 Some(message) => {
-                    let subject = message.subject.to_string();
-                    sink.send(Event::new(message.payload).with_topic(subject)).await;
+                    let event = Event::new(message.payload).with_topic(message.subject.to_string());
+                    tokio::select! {
+                        () = sink.send(event) => {}
+                        () = shutdown.cancelled() => {
+                            sink.lost(1, "no delivery slot when the consumer stopped");
+                            break;
+                        }
+                    }
                 }
                 None => return Err("the NATS subscription ended".into()),
             },
@@ -221,14 +232,17 @@ async fn jetstream(
 ) -> Result<(), SourceError> {
     let js = jetstream::new(client);
     let durable = durable_name(&ctx.group);
-    let ack_wait = seconds_from_env("ACK_WAIT_SECONDS", DEFAULT_ACK_WAIT);
-    let nak_delay = seconds_from_env("NAK_DELAY_SECONDS", DEFAULT_NAK_DELAY);
+    let settings = JetStreamSettings::from_env();
     let config = pull::Config {
         durable_name: Some(durable.clone()),
         filter_subject: ctx.spec.topic.clone(),
         ack_policy: AckPolicy::Explicit,
-        ack_wait,
+        ack_wait: settings.ack_wait,
+        max_deliver: settings.max_deliver,
         max_ack_pending: i64::try_from(ctx.max_in_flight).unwrap_or(i64::MAX),
+        // A durable whose trigger is gone (deleted, or no longer naming this
+        // function) is removed by the server after a day without consumers.
+        inactive_threshold: Duration::from_secs(24 * 3600),
         ..pull::Config::default()
     };
     let consumer = js.get_stream(stream).await?.create_consumer(config).await?;
@@ -241,29 +255,110 @@ async fn jetstream(
         };
         let message = match message {
             Some(Ok(message)) => message,
+            Some(Err(e)) if matches!(e.kind(), MessagesErrorKind::MissingHeartbeat) => {
+                warn!(group = %ctx.group, "JetStream heartbeat missed; still consuming");
+                continue;
+            }
             Some(Err(e)) => return Err(e.into()),
             None => return Err("the JetStream consumer ended".into()),
         };
-        let subject = message.subject.to_string();
-        let payload = message.payload.clone();
-        let event = Event::new(payload).with_topic(subject).with_ack(move |outcome| {
-            let kind = match outcome {
-                Outcome::Failed => AckKind::Nak(Some(nak_delay)),
-                Outcome::Delivered | Outcome::DeadLettered | Outcome::Received => AckKind::Ack,
-            };
-            tokio::spawn(async move {
-                if let Err(e) = message.ack_with(kind).await {
-                    // Not acknowledged: JetStream redelivers it after ack_wait.
-                    warn!(error = %e, "acknowledging a JetStream message failed");
-                }
-            });
-        });
-        // A message still waiting for a delivery slot at shutdown is neither
-        // acked nor lost: JetStream redelivers it after `ack_wait`.
+        let event = Event::new(message.payload.clone())
+            .with_topic(message.subject.to_string())
+            .with_ack(Pending::new(message, settings, sink.clone()).settle());
+        // A message still waiting for a delivery slot at shutdown is nak'ed
+        // (its `Pending` is dropped), so JetStream redelivers it at once.
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             () = sink.send(event) => {}
         }
+    }
+}
+
+/// The JetStream consumer's settings, from the environment.
+#[derive(Clone, Copy, Debug)]
+struct JetStreamSettings {
+    ack_wait: Duration,
+    nak_delay: Duration,
+    max_deliver: i64,
+}
+
+impl JetStreamSettings {
+    fn from_env() -> JetStreamSettings {
+        let max_deliver = std::env::var("MAX_DELIVER").ok().and_then(|s| s.trim().parse().ok());
+        JetStreamSettings {
+            ack_wait: seconds_from_env("ACK_WAIT_SECONDS", DEFAULT_ACK_WAIT),
+            nak_delay: seconds_from_env("NAK_DELAY_SECONDS", DEFAULT_NAK_DELAY),
+            max_deliver: max_deliver.filter(|n| *n > 0).unwrap_or(DEFAULT_MAX_DELIVER),
+        }
+    }
+}
+
+/// A JetStream message being delivered. While it is, a task tells the
+/// server every half `ack_wait` that work is in progress, so a slow delivery
+/// (retries of a slow function) is not redelivered meanwhile. Dropped without
+/// an outcome (the consumer stopped before a delivery slot was free), it is
+/// nak'ed for immediate redelivery.
+struct Pending {
+    message: Option<jetstream::Message>,
+    settings: JetStreamSettings,
+    sink: Sink,
+    progress: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Pending {
+    fn new(message: jetstream::Message, settings: JetStreamSettings, sink: Sink) -> Pending {
+        let ticking = message.clone();
+        let every = settings.ack_wait / 2;
+        let progress = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if ticking.ack_with(AckKind::Progress).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Pending { message: Some(message), settings, sink, progress: Some(progress) }
+    }
+
+    /// The acknowledgement for `Event::with_ack`.
+    fn settle(mut self) -> impl FnOnce(Outcome) + Send + 'static {
+        move |outcome| {
+            let Some(message) = self.message.take() else { return };
+            let delivered = message.info().map_or(0, |info| info.delivered);
+            let kind = match outcome {
+                Outcome::Delivered | Outcome::DeadLettered | Outcome::Received => AckKind::Ack,
+                // The last delivery JetStream makes: end it, and count the loss.
+                Outcome::Failed if delivered >= self.settings.max_deliver => {
+                    self.sink.lost(1, "delivery failed on every delivery JetStream makes (MAX_DELIVER)");
+                    AckKind::Term
+                }
+                Outcome::Failed => AckKind::Nak(Some(self.settings.nak_delay)),
+            };
+            finish(message, kind);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(progress) = self.progress.take() {
+            progress.abort();
+        }
+        if let Some(message) = self.message.take() {
+            finish(message, AckKind::Nak(None));
+        }
+    }
+}
+
+/// Send `kind` for `message` in the background; not sent, JetStream
+/// redelivers the message after `ack_wait`.
+fn finish(message: jetstream::Message, kind: AckKind) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Err(e) = message.ack_with(kind).await {
+                warn!(error = %e, "acknowledging a JetStream message failed");
+            }
+        });
     }
 }
 
