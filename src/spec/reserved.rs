@@ -39,7 +39,7 @@ pub const TYPE_NAMES: &[&str] = &[
     // The runtime's test kit (compiled for tests only, but the names are taken there).
     "Behaviour", "BodyExt", "LoopbackFunction", "Tally", "Write",
     // Offset commits.
-    "Offsets", "VecDeque",
+    "Offsets", "VecDeque", "FutureExt",
 ];
 
 /// Whether `name` is a type name the generated code already uses.
