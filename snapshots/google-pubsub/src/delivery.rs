@@ -191,20 +191,32 @@ impl FailureReporter {
             }
             *last = Some(Instant::now());
         }
-        let event = KubeEvent {
-            type_: EventType::Warning,
-            reason: error.reason().into(),
-            note: Some(error.to_string()),
-            action: "Deliver".into(),
-            secondary: None,
-        };
-        let (recorder, trigger) = (self.recorder.clone(), self.trigger.clone());
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &trigger).await {
-                warn!(error = %e, "could not publish a Kubernetes Event");
-            }
-        });
+        publish_warning(&self.recorder, self.trigger.clone(), "Deliver", error.reason(), error.to_string());
     }
+}
+
+/// Publish a Warning Event about `reference` in the background: a slow API
+/// server never holds up a reconcile or a delivery slot.
+pub fn publish_warning(
+    recorder: &Recorder,
+    reference: ObjectReference,
+    action: &str,
+    reason: &str,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    let recorder = recorder.clone();
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            warn!(error = %e, "could not publish a Kubernetes Event");
+        }
+    });
 }
 
 /// Where a consumer hands its events: delivery to one function.

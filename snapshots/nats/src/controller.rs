@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::apis::{Function, Trigger, TriggerStatus};
 use crate::config::Config;
 use crate::consumers::{self, ConsumerKey, Consumers, Desired, Runtime, Source};
-use crate::delivery::{DeliveryMode, RetryPolicy};
+use crate::delivery::{DeliveryMode, RetryPolicy, publish_warning};
 use crate::invoker::{DEFAULT_FUNCTION_TIMEOUT, Invoker, function_timeout, function_url};
 use crate::metrics::Metrics;
 use crate::policy::{self, DeadLetterTarget};
@@ -273,7 +273,7 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
             let functions = ctx.consumers.functions_of(&ns, &name);
             let condition = ready_condition(&trigger, "False", e.reason(), &e.to_string());
             write_status(&ctx, &trigger, functions, condition).await?;
-            publish(&ctx, &trigger, EventType::Warning, e.reason(), e.to_string());
+            publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", e.reason(), e.to_string());
             return Err(e);
         }
     };
@@ -296,7 +296,7 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
             let problems: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
             let message =
                 format!("{}; not delivering: {}", ready_message(&functions, mode), problems.join("; "));
-            publish(&ctx, &trigger, EventType::Warning, reason, message.clone());
+            publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", reason, message.clone());
             ready_condition(&trigger, "False", reason, &message)
         }
     };
@@ -503,24 +503,6 @@ fn ready_condition(trigger: &Trigger, status: &str, reason: &str, message: &str)
         status: status.to_owned(),
         type_: "Ready".to_owned(),
     }
-}
-
-/// Publish a Kubernetes Event about the trigger in the background: a slow
-/// API server never holds up a reconcile.
-fn publish(ctx: &Context, trigger: &Trigger, type_: EventType, reason: &str, note: String) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    let (recorder, reference) = (ctx.recorder.clone(), trigger.object_ref(&()));
-    tokio::spawn(async move {
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            warn!(error = %e, "could not publish a Kubernetes Event");
-        }
-    });
 }
 
 #[cfg(test)]
