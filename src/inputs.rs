@@ -8,7 +8,7 @@ use crate::cli::{NewArgs, flag_for};
 use crate::error::CliError;
 use crate::repofile::{self, SPEC_CAP};
 use crate::spec::{self, LoadError, Parsed, Problem, Spec};
-use crate::{presets, prompt};
+use crate::{prompt, sources};
 
 /// What `new` will write, and where.
 pub struct Resolved {
@@ -40,7 +40,7 @@ pub fn resolve(args: &NewArgs) -> Result<Resolved, CliError> {
         }
         None => match &args.source {
             Some(source) => {
-                let preset = presets::find(source);
+                let preset = sources::preset(source);
                 association_known |= preset.is_some();
                 Parsed::unlocated(preset.unwrap_or_else(|| Spec::empty(source)), "the command line")
             }

@@ -164,11 +164,11 @@ fn is_hash(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{presets, render};
+    use crate::{render, sources};
 
     #[test]
     fn a_lock_round_trips_and_keeps_bases_only_for_user_files() {
-        let spec = presets::find("nats").unwrap();
+        let spec = sources::preset("nats").unwrap();
         let plan = render::render(&spec).unwrap();
         let lock = Lock::of(&plan, &spec);
         assert_eq!(Lock::parse(&lock.to_text()).unwrap(), lock);
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn entries_that_could_reach_outside_the_repository_are_refused() {
-        let spec = presets::find("nats").unwrap();
+        let spec = sources::preset("nats").unwrap();
         let lock = Lock::of(&render::render(&spec).unwrap(), &spec);
         for bad in [
             "",

@@ -12,7 +12,7 @@ use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
 use kubeless_trigger::error::{CliError, EXIT_OK};
 use kubeless_trigger::guard::RepoGuard;
 use kubeless_trigger::sync::Mode;
-use kubeless_trigger::{apply, check, inputs, presets, render, repofile, signals, spec, sync};
+use kubeless_trigger::{apply, check, inputs, render, repofile, signals, sources, spec, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -68,7 +68,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Presets => {
             let list: String =
-                presets::all().iter().map(|p| format!("{:<10} {}\n", p.name, p.summary())).collect();
+                sources::all().iter().map(|s| format!("{:<10} {}\n", s.name, s.summary())).collect();
             emit(&list)?;
         }
         Command::Completions { shell } => {

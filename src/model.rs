@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::names::{self, Names};
+use crate::sources::{self, EnvVar, Examples, Readme, Rule};
 use crate::spec::{Association, Field, FieldType, ScalarType, Spec, example, number};
 
 /// Everything the templates see.
@@ -42,71 +43,61 @@ pub struct Model {
     /// generation) and keeps it valid, for the update end-to-end test.
     pub update_patch: String,
     pub ci: &'static str,
-    /// Which `src/event_source.rs` to scaffold: a built-in consumer (`nats`) or `skeleton`.
-    pub event_source: &'static str,
-    /// Extra `[dependencies]` lines the event source needs.
-    pub source_dependencies: Vec<&'static str>,
-    /// Extra environment variables of the controller's container (and README rows).
-    pub source_env: Vec<EnvVar>,
-    /// Recipes of `examples/Makefile` that depend on the event source.
-    pub example: ExampleRecipes,
+    /// What the source's built-in implementation adds (`sources/<name>/source.yaml`).
+    pub source: SourceModel,
 }
 
-/// Make recipe lines (one command each) for the examples.
+/// The source-specific pieces: from the built-in implementation's
+/// `source.yaml`, or empty (and the skeleton's examples) without one.
 #[derive(Debug, Serialize)]
-pub struct ExampleRecipes {
-    /// Deploy what the source reads from.
-    pub source: Vec<String>,
-    pub source_verify: Vec<String>,
-    /// Publish one event with `$(TOKEN)` in its payload.
-    pub publish: Vec<String>,
+pub struct SourceModel {
+    /// Whether the source is built in (else `src/event_source.rs` is a skeleton).
+    pub built_in: bool,
+    pub dependencies: &'static [String],
+    pub build_packages: &'static [String],
+    pub env: &'static [EnvVar],
+    pub rbac: &'static [Rule],
+    pub examples: Examples,
+    /// The README's source paragraphs; the templates have the skeleton's.
+    pub readme: Option<&'static Readme>,
 }
 
-impl ExampleRecipes {
-    fn for_source(built_in: Option<&str>, source: &str, topic: &str) -> ExampleRecipes {
-        let lines = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
-        match built_in {
-            Some("nats") => ExampleRecipes {
-                source: lines(&[
-                    "$(KUBECTL) create namespace nats-io --dry-run=client -o yaml | $(KUBECTL) apply -f -",
-                    "$(KUBECTL) -n nats-io get deployment nats >/dev/null 2>&1 || $(KUBECTL) -n nats-io create deployment nats --image=docker.io/library/nats:2.10-alpine --port=4222",
-                    "$(KUBECTL) -n nats-io get service nats >/dev/null 2>&1 || $(KUBECTL) -n nats-io expose deployment nats --port=4222",
-                ]),
-                source_verify: lines(&[
-                    "$(KUBECTL) -n nats-io rollout status deployment/nats --timeout=$(TIMEOUT)",
-                ]),
-                publish: vec![format!(
-                    "$(KUBECTL) -n nats-io run nats-pub-$(TOKEN) --rm -i --restart=Never --image=docker.io/natsio/nats-box:0.14.5 -- nats pub -s nats://nats:4222 {topic} '{{\"payload\":\"$(TOKEN)\"}}'"
-                )],
+impl SourceModel {
+    fn of(spec: &Spec) -> SourceModel {
+        match sources::built_in(spec) {
+            Some((_, m)) => SourceModel {
+                built_in: true,
+                dependencies: &m.dependencies,
+                build_packages: &m.build_packages,
+                env: &m.env,
+                rbac: &m.rbac,
+                examples: m.examples.clone(),
+                readme: Some(&m.readme),
             },
-            _ => ExampleRecipes {
-                source: lines(&["@echo \"nothing to deploy for the event-source skeleton\""]),
-                source_verify: lines(&["@true"]),
-                publish: vec![format!(
-                    "@echo \"examples/Makefile: write the publish recipe for {source}: send {{\\\"payload\\\": \\\"$(TOKEN)\\\"}} to the trigger's source\" >&2; exit 1"
-                )],
+            None => SourceModel {
+                built_in: false,
+                dependencies: &[],
+                build_packages: &[],
+                env: &[],
+                rbac: &[],
+                examples: skeleton_examples(&spec.source),
+                readme: None,
             },
         }
     }
 }
 
-/// An environment variable of the controller.
-#[derive(Debug, Serialize)]
-pub struct EnvVar {
-    pub name: &'static str,
-    pub value: &'static str,
-    pub description: &'static str,
-}
-
-/// The built-in event source for a spec, if one fits it: today NATS, for a
-/// `nats` source whose spec has the preset's required string `topic`.
-fn built_in_source(spec: &Spec) -> Option<&'static str> {
-    let has_topic = spec.fields.iter().any(|f| f.name == "topic" && f.ty == FieldType::String && f.required);
-    let has_stream = spec
-        .fields
-        .iter()
-        .any(|f| f.name == "stream" && f.ty == FieldType::String && !f.required && f.default.is_none());
-    (spec.source == "nats" && has_topic && has_stream).then_some("nats")
+/// Make recipe lines of `examples/Makefile` for a source without a
+/// built-in implementation: nothing to deploy, and a publish recipe that
+/// says what to write.
+fn skeleton_examples(source: &str) -> Examples {
+    Examples {
+        source: vec!["@echo \"nothing to deploy for the event-source skeleton\"".to_owned()],
+        verify: vec!["@true".to_owned()],
+        publish: vec![format!(
+            "@echo \"examples/Makefile: write the publish recipe for {source}: send {{\\\"payload\\\": \\\"$(TOKEN)\\\"}} to the trigger's source\" >&2; exit 1"
+        )],
+    }
 }
 
 /// How the association field is spelled in the generated Rust.
@@ -209,20 +200,6 @@ impl Model {
         let example_spec = example.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         let members: Vec<String> = example.iter().map(|(k, v)| format!("        {k:?}: {v}")).collect();
         let test_spec_json = crate::rustlit::str_literal(&format!("{{\n{}\n    }}", members.join(",\n")));
-        let built_in = built_in_source(spec);
-        let (source_dependencies, source_env) = match built_in {
-            Some("nats") => (
-                vec![
-                    r#"async-nats = { version = "0.51", default-features = false, features = ["ring", "jetstream"] }"#,
-                ],
-                vec![EnvVar {
-                    name: "NATS_URL",
-                    value: "nats://nats.nats-io.svc.cluster.local:4222",
-                    description: "NATS server the consumers connect to",
-                }],
-            ),
-            _ => (Vec::new(), Vec::new()),
-        };
         Model {
             spec_description: format!(
                 "Desired state of a {}: the event source settings and the functions to call.",
@@ -247,10 +224,7 @@ impl Model {
                 }
             },
             ci: "travis",
-            event_source: built_in.unwrap_or("skeleton"),
-            source_dependencies,
-            source_env,
-            example: ExampleRecipes::for_source(built_in, &spec.source, "example-topic"),
+            source: SourceModel::of(spec),
             names,
             description,
             fields,
@@ -295,23 +269,9 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
     let optional = !f.required && f.default.is_none();
 
     let enum_name = names::enum_type_name(&names.kind, &f.name);
-    let base_type = match f.ty {
-        FieldType::String => "String".to_owned(),
-        FieldType::Integer => "i64".to_owned(),
-        FieldType::Number => "f64".to_owned(),
-        FieldType::Boolean => "bool".to_owned(),
-        FieldType::Enum => enum_name.clone(),
-        FieldType::List => format!("Vec<{}>", scalar_rust(f.items.unwrap_or(ScalarType::String))),
-        FieldType::Map => {
-            uses.btreemap = true;
-            "BTreeMap<String, String>".to_owned()
-        }
-        FieldType::Object => "serde_json::Value".to_owned(),
-        FieldType::SecretKeyRef => {
-            uses.secret_key_ref = true;
-            "SecretKeyRef".to_owned()
-        }
-    };
+    let base_type = base_rust_type(&names.kind, f);
+    uses.btreemap |= f.ty == FieldType::Map;
+    uses.secret_key_ref |= f.ty == FieldType::SecretKeyRef;
     if f.ty == FieldType::Enum {
         enums.push(EnumModel {
             name: enum_name,
@@ -369,7 +329,7 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
         attrs.push(format!("#[schemars({})]", validation.join(", ")));
     }
 
-    let rust_type = if optional { format!("Option<{base_type}>") } else { base_type };
+    let rust_type = rust_type(&names.kind, f);
     let schema = field_schema(f, &description, optional);
     FieldModel {
         json_name: f.name.clone(),
@@ -381,6 +341,27 @@ fn field_model(names: &Names, f: &Field, uses: &mut Uses, enums: &mut Vec<EnumMo
         default_fn,
         required: f.required,
         schema,
+    }
+}
+
+/// The Rust type of a field of a trigger of `kind`, as the generated types declare it.
+pub fn rust_type(kind: &str, f: &Field) -> String {
+    let base = base_rust_type(kind, f);
+    if !f.required && f.default.is_none() { format!("Option<{base}>") } else { base }
+}
+
+/// The Rust type of a field's value, before `Option` for an optional field.
+fn base_rust_type(kind: &str, f: &Field) -> String {
+    match f.ty {
+        FieldType::String => "String".to_owned(),
+        FieldType::Integer => "i64".to_owned(),
+        FieldType::Number => "f64".to_owned(),
+        FieldType::Boolean => "bool".to_owned(),
+        FieldType::Enum => names::enum_type_name(kind, &f.name),
+        FieldType::List => format!("Vec<{}>", scalar_rust(f.items.unwrap_or(ScalarType::String))),
+        FieldType::Map => "BTreeMap<String, String>".to_owned(),
+        FieldType::Object => "serde_json::Value".to_owned(),
+        FieldType::SecretKeyRef => "SecretKeyRef".to_owned(),
     }
 }
 

@@ -6,7 +6,7 @@ use dialoguer::{Confirm, Input, Select};
 
 use crate::error::CliError;
 use crate::names::Names;
-use crate::presets;
+use crate::sources;
 use crate::spec::{self, Association, Field, FieldType, ScalarType, Spec};
 
 /// Ask for everything, starting from `start` (a preset or an empty spec),
@@ -22,7 +22,7 @@ pub fn run(start: Spec) -> Result<Spec, CliError> {
         }
         spec.source =
             ask(theme, "Event source name (e.g. nats, kafka, mqtt)", None, spec::validate::check_dns_label)?;
-        if let Some(preset) = presets::find(&spec.source).filter(|_| spec.fields.is_empty()) {
+        if let Some(preset) = sources::preset(&spec.source).filter(|_| spec.fields.is_empty()) {
             spec.fields = preset.fields;
             spec.description = preset.description;
             spec.association = preset.association;

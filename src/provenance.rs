@@ -106,23 +106,17 @@ fn pattern(template: &str) -> String {
 mod tests {
     use super::*;
     use crate::plan::Owner;
-    use crate::presets;
+    use crate::sources;
 
     #[test]
     fn every_generated_file_of_every_preset_is_provable_and_no_user_file_is() {
-        for preset in presets::all() {
-            let spec = presets::find(preset.name).unwrap();
+        for (name, _) in sources::presets() {
+            let spec = sources::preset(name).unwrap();
             let mut spec_v1 = spec.clone();
             spec_v1.version = Some("v2alpha3".into());
             for spec in [spec, spec_v1] {
                 for f in render::render(&spec).unwrap().files {
-                    assert_eq!(
-                        could_generate(&f.path),
-                        f.owner == Owner::Generated,
-                        "{}: {}",
-                        preset.name,
-                        f.path
-                    );
+                    assert_eq!(could_generate(&f.path), f.owner == Owner::Generated, "{}: {}", name, f.path);
                 }
             }
         }

@@ -9,7 +9,7 @@ use crate::lock::{LOCK_FILE, Lock};
 use crate::model::Model;
 use crate::plan::{Plan, PlannedFile, has_one_header};
 use crate::spec::Spec;
-use crate::{crd, model, runtime};
+use crate::{crd, model, runtime, sources};
 
 /// The generated repository's tree, one `.tera` file per output file.
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
@@ -49,14 +49,18 @@ pub const SPEC_FILE: &str = "trigger.yaml";
 pub fn templates_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| {
-        let mut sources = Vec::new();
-        collect(&TEMPLATES, &mut sources);
-        sources.extend(crd::FIXTURES.iter().map(|(path, text)| ((*path).to_owned(), *text)));
-        sources.extend(runtime::files());
-        sources.push(("runtime/Cargo.toml".to_owned(), runtime::manifest()));
-        sources.sort();
+        let mut inputs = Vec::new();
+        collect(&TEMPLATES, &mut inputs);
+        inputs.extend(crd::FIXTURES.iter().map(|(path, text)| ((*path).to_owned(), *text)));
+        inputs.extend(runtime::files());
+        inputs.push(("runtime/Cargo.toml".to_owned(), runtime::manifest()));
+        inputs.extend(sources::all().iter().flat_map(|s| {
+            let manifest = s.manifest_text.map(|t| (format!("sources/{}/source.yaml", s.name), t));
+            s.files.iter().map(|(path, text)| (format!("sources/{}/{path}", s.name), *text)).chain(manifest)
+        }));
+        inputs.sort();
         let mut all = String::new();
-        for (path, text) in &sources {
+        for (path, text) in &inputs {
             all.push_str(&format!("{path}\0{}\0{text}\0", text.len()));
         }
         crate::lock::hash(&all)
@@ -83,8 +87,12 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     ctx.insert("runtime_dependencies", runtime::manifest_section("dependencies"));
     ctx.insert("runtime_dev_dependencies", runtime::manifest_section("dev-dependencies"));
 
+    // A built-in source's files take the place of the templates of the same path.
+    let source_files = sources::built_in(spec).map(|(source, _)| source.files.as_slice()).unwrap_or_default();
+    let replaced =
+        |template: &str| source_files.iter().any(|(path, _)| template.trim_end_matches(".tera") == path);
     let mut files = Vec::new();
-    for (name, text) in render_templates(&ctx)? {
+    for (name, text) in render_templates(&ctx, &replaced)? {
         if !has_one_header(&text) {
             return Err(RenderError::Template {
                 template: name,
@@ -93,6 +101,9 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
             });
         }
         files.push(PlannedFile::new(output_path(name.trim_end_matches(".tera"), &model), text));
+    }
+    for (path, text) in source_files {
+        files.push(PlannedFile::new(output_path(path, &model), with_header(text)));
     }
     files.extend(
         runtime::files()
@@ -111,9 +122,13 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
 /// Parse and render every template. Parsing dominates the cost of a render
 /// (Tera parses ~15 KB per millisecond), so the templates are split across
 /// the available cores; each worker owns its own Tera instance.
-fn render_templates(ctx: &Context) -> Result<Vec<(String, String)>, RenderError> {
+fn render_templates(
+    ctx: &Context,
+    replaced: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, RenderError> {
     let mut sources = Vec::new();
     collect(&TEMPLATES, &mut sources);
+    sources.retain(|(name, _)| !replaced(name));
     sources.sort_by_key(|(_, text)| std::cmp::Reverse(text.len()));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     let mut shares: Vec<Vec<(String, &'static str)>> = vec![Vec::new(); workers];
@@ -157,6 +172,14 @@ fn render_share(
         .collect()
 }
 
+/// A source folder's file with its header placeholder line (see
+/// `sources::HEADER_PLACEHOLDERS`) replaced by the header it stands for.
+fn with_header(text: &str) -> String {
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let first = first.replace("{{ generated }}", GENERATED).replace("{{ scaffolded }}", SCAFFOLDED);
+    format!("{first}\n{rest}")
+}
+
 /// Output paths (with placeholders, without `.tera`) of every generated
 /// file: the templates that print the `generated` header, and the runtime.
 pub fn generated_template_paths() -> Vec<String> {
@@ -167,6 +190,12 @@ pub fn generated_template_paths() -> Vec<String> {
         .filter(|(_, text)| text.lines().take(6).any(|l| l.contains("{{ generated }}")))
         .map(|(path, _)| path.trim_end_matches(".tera").to_owned())
         .chain(runtime::files().into_iter().map(|(path, _)| path))
+        .chain(sources::all().iter().flat_map(|s| {
+            s.files
+                .iter()
+                .filter(|(_, text)| text.lines().next().is_some_and(|l| l.contains("{{ generated }}")))
+                .map(|(path, _)| path.clone())
+        }))
         .collect()
 }
 

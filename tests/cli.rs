@@ -275,12 +275,46 @@ fn a_source_argument_must_agree_with_the_spec_file() {
 }
 
 #[test]
-fn presets_are_listed() {
+fn presets_are_listed_one_line_each_with_their_guarantee() {
+    let out = cli().arg("presets").assert().success().get_output().stdout.clone();
+    let out = String::from_utf8(out).unwrap();
+    for source in ["kafka", "kinesis", "nats"] {
+        let line = out.lines().find(|l| l.starts_with(source)).unwrap_or_else(|| panic!("{source}: {out}"));
+        assert!(line.contains("at-least-once") || line.contains("at-most-once"), "{line}");
+    }
+}
+
+/// A spec whose source is built in but that lacks a field the built-in code
+/// reads is refused, naming the field, instead of silently getting a skeleton.
+#[test]
+fn a_built_in_source_missing_the_fields_it_reads_is_refused_unless_opted_out() {
+    let tmp = TempDir::new().unwrap();
+    let spec = tmp.path().join("t.yaml");
+    let renamed = "formatVersion: 1\nsource: nats\nassociation: selector\nfields:\n  - name: subject\n    type: string\n    required: true\n";
+    fs::write(&spec, renamed).unwrap();
+    let out = tmp.path().join("out");
     cli()
-        .arg("presets")
+        .args(["new", "--spec"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(&out)
         .assert()
-        .success()
-        .stdout(contains("kafka").and(contains("kinesis")).and(contains("nats")));
+        .code(2)
+        .stderr(contains("`topic`").and(contains("builtIn: false")));
+    assert!(!out.exists(), "nothing is written");
+
+    fs::write(&spec, format!("{renamed}builtIn: false\n")).unwrap();
+    cli().args(["new", "--spec"]).arg(&spec).arg("-o").arg(&out).assert().success();
+    let source = fs::read_to_string(out.join("src/event_source.rs")).unwrap();
+    assert!(source.contains("event source is a skeleton"), "{source}");
+    assert!(!fs::read_to_string(out.join("Cargo.toml")).unwrap().contains("async-nats"));
+    cli().arg("check").arg(&out).assert().success();
+
+    // The same refusal from `generate` when the spec in a repository changes.
+    let repo_spec = out.join("trigger.yaml");
+    let text = fs::read_to_string(&repo_spec).unwrap().replace("builtIn: false\n", "");
+    fs::write(&repo_spec, text).unwrap();
+    cli().arg("generate").arg(&out).assert().code(2).stderr(contains("`topic`"));
 }
 
 #[test]
@@ -296,9 +330,8 @@ fn schema_validates_presets_and_snapshot_specs() {
     let schema: serde_json::Value = serde_json::from_slice(&out).expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
 
-    let mut specs: Vec<(String, String)> = kubeless_trigger::presets::all()
-        .into_iter()
-        .map(|p| (format!("preset {}", p.name), p.text.to_owned()))
+    let mut specs: Vec<(String, String)> = kubeless_trigger::sources::presets()
+        .map(|(name, text)| (format!("preset {name}"), text.to_owned()))
         .collect();
     let snapshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots");
     for entry in fs::read_dir(&snapshots).unwrap().flatten() {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use kubeless_trigger::plan::Plan;
 use kubeless_trigger::spec::{Association, FieldType, Spec};
-use kubeless_trigger::{apply, presets, render, spec};
+use kubeless_trigger::{apply, render, sources, spec};
 use similar::TextDiff;
 
 mod common;
@@ -125,21 +125,20 @@ fn snapshots_match_a_fresh_render() {
 #[test]
 fn every_preset_has_a_snapshot_rendered_from_it() {
     let names = snapshot_names();
-    for preset in presets::all() {
-        assert!(names.iter().any(|n| n == preset.name), "no snapshot for preset {}", preset.name);
-        let recorded = load(preset.name);
+    for (preset, _) in sources::presets() {
+        assert!(names.iter().any(|n| n == preset), "no snapshot for preset {preset}");
+        let recorded = load(preset);
         assert_eq!(
             Some(recorded),
-            presets::find(preset.name),
-            "snapshots/{}/trigger.yaml is not the preset",
-            preset.name
+            sources::preset(preset),
+            "snapshots/{preset}/trigger.yaml is not the preset"
         );
     }
 }
 
 #[test]
 fn a_custom_snapshot_uses_every_field_type_and_the_function_association() {
-    let presets: Vec<&str> = presets::all().iter().map(|p| p.name).collect();
+    let presets: Vec<&str> = sources::presets().map(|(name, _)| name).collect();
     let custom: Vec<Spec> =
         snapshot_names().iter().filter(|n| !presets.contains(&n.as_str())).map(|n| load(n)).collect();
     let full = custom.iter().find(|s| {

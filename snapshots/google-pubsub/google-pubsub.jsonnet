@@ -20,7 +20,8 @@ function(namespace='kubeless', image='ghcr.io/acme-corp/pubsub/google-pubsub-eve
   };
 
   // Exactly what the controller calls: watch its triggers, patch their
-  // finalizers and status, read functions and their Services, record Events.
+  // finalizers and status, read functions and their Services, record Events,
+  // and whatever the event source itself reads (none of it for most sources).
   local rules = [
     {
       apiGroups: ['events.example-company.com'],

@@ -20,7 +20,8 @@ function(namespace='kubeless', image='kubeless/nats-trigger-controller:latest', 
   };
 
   // Exactly what the controller calls: watch its triggers, patch their
-  // finalizers and status, read functions and their Services, record Events.
+  // finalizers and status, read functions and their Services, record Events,
+  // and whatever the event source itself reads (none of it for most sources).
   local rules = [
     {
       apiGroups: ['kubeless.io'],

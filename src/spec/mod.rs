@@ -66,6 +66,13 @@ pub struct Spec {
     /// CI provider for the generated repository. Default: `travis`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<Ci>,
+    /// Whether the repository gets the built-in implementation of `source`
+    /// (`kubeless-trigger presets` lists them); it needs the fields that
+    /// implementation reads. `false`: a skeleton `src/event_source.rs` to write
+    /// yourself, whatever the fields. Default: `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[schemars(default = "yes")]
+    pub built_in: bool,
     /// The event source's own fields in the custom resource's `spec`.
     #[serde(default)]
     pub fields: Vec<Field>,
@@ -162,6 +169,14 @@ pub struct Field {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The value type of a spec field.
@@ -268,6 +283,7 @@ impl Spec {
             image: None,
             association: Association::Selector,
             ci: None,
+            built_in: true,
             fields: Vec::new(),
         }
     }

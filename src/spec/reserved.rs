@@ -52,16 +52,12 @@ pub fn is_type_name(name: &str) -> bool {
 /// test` stops building (`test` is the test harness's own crate).
 pub const CRATE_NAMES: &[&str] = &["alloc", "core", "proc-macro", "std", "test", "build", "crdgen"];
 
-/// Dependencies a generated repository may add besides the runtime's (the
-/// built-in event sources'); its package cannot be named like one.
-const SOURCE_DEPENDENCIES: &[&str] = &["async-nats"];
-
 /// Whether `name` (with `-` and `_` alike, as Cargo compares them) is a
 /// crate name the generated repository cannot take.
 pub fn is_crate_name(name: &str) -> bool {
     let name = name.replace('_', "-");
     CRATE_NAMES.contains(&name.as_str())
-        || SOURCE_DEPENDENCIES.contains(&name.as_str())
+        || crate::sources::dependency_names().any(|d| d.replace('_', "-") == name)
         || crate::runtime::dependency_names().iter().any(|d| d.replace('_', "-") == name)
 }
 

@@ -164,6 +164,9 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             ));
         }
     }
+    if p.is_empty() {
+        p.extend(crate::sources::problems(spec));
+    }
     p
 }
 
@@ -673,7 +676,7 @@ mod tests {
 
     #[test]
     fn an_empty_spec_is_valid() {
-        assert!(validate(&Spec::empty("nats")).is_empty());
+        assert!(validate(&Spec::empty("mqtt")).is_empty());
     }
 
     #[test]
