@@ -1,4 +1,4 @@
-//! Consumers: one running [`crate::event_source::consume`] per (trigger,
+//! Consumers: one running stream source (`crate::source::EventSource::Stream`) per (trigger,
 //! function). The controller tells [`Consumers::sync`] what should run; this
 //! module starts what is new, restarts what changed and stops what is gone,
 //! so a changed topic or selector never leaves an old consumer behind.
@@ -27,9 +27,9 @@ use tracing::{info, warn};
 
 use crate::apis::TriggerSpec;
 use crate::delivery::{DeliveryMode, FailureReporter, RetryPolicy, Sink, SinkOptions};
-use crate::event_source::{self, SourceError};
 use crate::invoker::Invoker;
 use crate::metrics::Metrics;
+use crate::source::SourceError;
 
 /// How long a cancelled source may take to return before it is aborted.
 const SOURCE_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -86,11 +86,6 @@ pub type Source = Arc<
         + Send
         + Sync,
 >;
-
-/// The repository's event source, [`crate::event_source::consume`].
-pub fn event_source() -> Source {
-    Arc::new(|ctx, sink, shutdown| Box::pin(event_source::consume(ctx, sink, shutdown)))
-}
 
 /// Health of one consumer, as its supervisor last saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The controller: watches trigger objects and Kubeless functions,
 //! keeps a finalizer on every trigger, and keeps one consumer running per
-//! (trigger, matching function).
+//! (trigger, matching function), or, for a source of objects, has the source
+//! keep the trigger's objects in line.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,14 +24,16 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::apis::TriggerSpec;
 use crate::apis::{Function, Trigger, TriggerStatus};
 use crate::config::Config;
-use crate::consumers::{self, ConsumerKey, Consumers, Desired, Runtime, Source};
+use crate::consumers::{self, ConsumerKey, Consumers, Desired, Runtime};
 use crate::delivery::{DeliveryMode, RetryPolicy, publish_warning};
 use crate::invoker::{DEFAULT_FUNCTION_TIMEOUT, Invoker, function_timeout, function_url};
 use crate::metrics::Metrics;
 use crate::policy::{self, DeadLetterTarget};
 use crate::server::{self, Health};
+use crate::source::{EventSource, Objects, Target};
 use crate::{Error, Result, event_source};
 
 pub use crate::{FINALIZER, MANAGER};
@@ -68,17 +71,27 @@ pub struct Context {
     pub metrics: Metrics,
     pub health: Arc<Health>,
     pub config: Config,
+    /// Whether the stream source acknowledges the events of a trigger.
+    acknowledges: fn(&TriggerSpec) -> bool,
+    /// The source's objects, when it is a source of objects (no consumers run).
+    objects: Option<Arc<dyn Objects>>,
     /// Consumers whose health changed; `run` reconciles their triggers.
     changed: Mutex<Option<UnboundedReceiver<ConsumerKey>>>,
 }
 
 impl Context {
     pub fn new(client: Client, config: Config) -> Context {
-        Context::with_source(client, config, consumers::event_source())
+        Context::with_source(client, config, event_source::source())
     }
 
-    /// A context whose consumers run `source` (tests use their own).
-    pub fn with_source(client: Client, config: Config, source: Source) -> Context {
+    /// A context for `source` (tests use their own).
+    pub fn with_source(client: Client, config: Config, source: EventSource) -> Context {
+        let (source, acknowledges, objects): (consumers::Source, fn(&TriggerSpec) -> bool, _) = match source {
+            EventSource::Stream { consume, acknowledges } => (consume, acknowledges, None),
+            EventSource::Objects(objects) => {
+                (Arc::new(|_, _, _| Box::pin(async { Ok(()) })), |_| false, Some(objects))
+            }
+        };
         let recorder = Recorder::new(client.clone(), Reporter::from(MANAGER));
         let metrics = Metrics::new();
         let (changes, changed) = tokio::sync::mpsc::unbounded_channel();
@@ -104,6 +117,8 @@ impl Context {
             metrics,
             health: Arc::new(Health::default()),
             config,
+            acknowledges,
+            objects,
             changed: Mutex::new(Some(changed)),
         }
     }
@@ -258,6 +273,9 @@ pub fn error_policy(trigger: Arc<Trigger>, error: &Error, _ctx: Arc<Context>) ->
 }
 
 async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
+    if let Some(objects) = ctx.objects.clone() {
+        return apply_objects(trigger, ctx, objects).await;
+    }
     let ns = trigger.namespace().ok_or(Error::MissingNamespace)?;
     let name = trigger.name_any();
     let resolved = match resolve(&trigger, &ns, &ctx).await {
@@ -301,6 +319,75 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
     };
     let healthy = problems.is_empty();
     write_status(&ctx, &trigger, functions, condition).await?;
+    Ok(Action::requeue(if healthy { ctx.config.requeue } else { RETRY }))
+}
+
+/// Have the source bring the trigger's objects in line with its resolved
+/// functions, and say in the status what came of it. A function that is
+/// missing is reported, never a reason to delete the trigger.
+async fn apply_objects(
+    trigger: Arc<Trigger>,
+    ctx: Arc<Context>,
+    objects: Arc<dyn Objects>,
+) -> Result<Action> {
+    let ns = trigger.namespace().ok_or(Error::MissingNamespace)?;
+    let resolved = match resolve(&trigger, &ns, &ctx).await {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            let condition = ready_condition(&trigger, "False", e.reason(), &e.to_string());
+            write_status(&ctx, &trigger, Vec::new(), condition).await?;
+            publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", e.reason(), e.to_string());
+            return Err(e);
+        }
+    };
+    let targets: Vec<Target> = resolved
+        .desired
+        .iter()
+        .filter_map(|d| {
+            let function = resolved.functions.iter().find(|f| f.name_any() == d.key.function)?;
+            Some(Target {
+                function: function.clone(),
+                url: d.url.clone(),
+                timeout: d.timeout,
+                retry: d.retry,
+                dead_letter: d.dead_letter.clone(),
+            })
+        })
+        .collect();
+    let functions: Vec<String> = targets.iter().map(|t| t.function.name_any()).collect();
+    let applied = objects.apply(&ctx.client, &trigger, &targets).await.map_err(Error::Objects);
+    let mut problems: Vec<(&str, String)> =
+        resolved.failures.iter().map(|e| (e.reason(), e.to_string())).collect();
+    if resolved.functions.is_empty() {
+        let wanted = match trigger.spec.functions() {
+            FunctionRef::Name(name) => format!("function {name} does not exist in namespace {ns}"),
+            FunctionRef::Selector(_) => "no function matches the trigger's functionSelector".to_owned(),
+        };
+        problems.push(("FunctionNotFound", wanted));
+    }
+    let message = match &applied {
+        Ok(message) => message.clone(),
+        Err(e) => {
+            problems.insert(0, (e.reason(), e.to_string()));
+            String::new()
+        }
+    };
+    let condition = match problems.first() {
+        None => ready_condition(&trigger, "True", "Reconciled", &message),
+        Some((reason, _)) => {
+            let problems: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
+            let message = [message.as_str(), &problems.join("; ")]
+                .into_iter()
+                .filter(|m| !m.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", reason, message.clone());
+            ready_condition(&trigger, "False", reason, &message)
+        }
+    };
+    let healthy = problems.is_empty();
+    write_status(&ctx, &trigger, functions, condition).await?;
+    applied?;
     Ok(Action::requeue(if healthy { ctx.config.requeue } else { RETRY }))
 }
 
@@ -371,14 +458,14 @@ pub struct Settings {
 pub struct Resolved {
     pub desired: Vec<Desired>,
     pub failures: Vec<Error>,
+    /// The functions the trigger names, found or not served.
+    pub functions: Vec<Function>,
 }
 
 /// Look up a trigger's functions and their Services, one by one.
 async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved> {
-    let delivery = effective_mode(
-        delivery_mode(trigger, ctx.config.delivery)?,
-        event_source::acknowledges(&trigger.spec),
-    );
+    let delivery =
+        effective_mode(delivery_mode(trigger, ctx.config.delivery)?, (ctx.acknowledges)(&trigger.spec));
     let policy = trigger.spec.delivery.as_ref();
     let retry = policy::retry_policy(policy, ctx.config.retry).map_err(Error::Config)?;
     let dead_letter = policy::dead_letter(policy).map_err(Error::Config)?;
@@ -407,6 +494,7 @@ async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved>
     let settings = Settings { delivery, timeout: ctx.config.request_timeout, retry, dead_letter };
     let mut resolved = resolve_functions(trigger, ns, settings, functions.iter().zip(ports), &ctx.consumers);
     resolved.failures.extend(unavailable);
+    resolved.functions = functions;
     Ok(resolved)
 }
 
@@ -686,6 +774,111 @@ mod tests {
         ctx.consumers.stop_all(Duration::from_secs(1)).await;
     }
 
+    /// The (function, URL) targets of every call to an object source.
+    type Calls = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+    /// An object source that records what it was asked and answers `result`.
+    struct Recording {
+        calls: Calls,
+        result: std::result::Result<String, (&'static str, String)>,
+    }
+
+    impl Objects for Recording {
+        fn apply<'a>(
+            &'a self,
+            _client: &'a Client,
+            _trigger: &'a Trigger,
+            targets: &'a [Target],
+        ) -> futures::future::BoxFuture<'a, std::result::Result<String, crate::source::ObjectsError>>
+        {
+            let seen = targets.iter().map(|t| (t.function.name_any(), t.url.clone())).collect();
+            self.calls.lock().expect("calls").push(seen);
+            let result =
+                self.result.clone().map_err(|(reason, m)| crate::source::ObjectsError::new(reason, m));
+            Box::pin(async move { result })
+        }
+    }
+
+    fn objects_context(
+        result: std::result::Result<String, (&'static str, String)>,
+    ) -> (Arc<Context>, ApiServer, Calls) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let source = EventSource::objects(Recording { calls: calls.clone(), result });
+        let ctx = Context::with_source(Client::new(service, "default"), Config::default(), source);
+        (Arc::new(ctx), handle, calls)
+    }
+
+    #[tokio::test]
+    async fn an_object_source_gets_the_resolved_function_and_no_consumer_runs() {
+        let (ctx, mut api, calls) = objects_context(Ok("CronJob orders calls hello".into()));
+        let server = tokio::spawn(async move {
+            expect_function_lookup(&mut api).await;
+            let (req, send) = api.next_request().await.expect("service lookup");
+            assert_eq!(req.uri().path(), "/api/v1/namespaces/default/services/hello");
+            send.send_response(respond(&service("hello", 8080)));
+            let body = expect_status_patch(&mut api).await;
+            assert_eq!(body["status"]["functions"], json!(["hello"]));
+            assert_eq!(body["status"]["conditions"][0]["status"], "True");
+            assert_eq!(body["status"]["conditions"][0]["reason"], "Reconciled");
+            assert_eq!(body["status"]["conditions"][0]["message"], "CronJob orders calls hello");
+        });
+        let action = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.expect("reconcile");
+        assert_eq!(action, Action::requeue(Config::default().requeue));
+        tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+        let calls = calls.lock().expect("calls").clone();
+        assert_eq!(
+            calls,
+            [vec![("hello".to_owned(), "http://hello.default.svc.cluster.local:8080".to_owned())]]
+        );
+        assert!(ctx.consumers.keys().is_empty(), "an object source runs no consumer");
+    }
+
+    #[tokio::test]
+    async fn a_missing_function_is_reported_and_the_source_told_there_is_none() {
+        let (ctx, mut api, calls) = objects_context(Ok("CronJob orders suspended".into()));
+        let server = tokio::spawn(async move {
+            expect_function_lookup_of(&mut api, false).await;
+            let (status, event) = expect_status_and_event(&mut api).await;
+            let condition = &status["status"]["conditions"][0];
+            assert_eq!(condition["status"], "False");
+            assert_eq!(condition["reason"], "FunctionNotFound");
+            let message = condition["message"].as_str().unwrap_or_default();
+            assert!(message.starts_with("CronJob orders suspended; "), "{message}");
+            assert_eq!(status["status"]["functions"], json!([]));
+            assert_eq!(event["reason"], "FunctionNotFound");
+        });
+        let action = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.expect("reconcile");
+        assert_eq!(action, Action::requeue(RETRY), "checked again soon");
+        tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+        assert_eq!(calls.lock().expect("calls").clone(), [Vec::new()], "the source hears of no target");
+    }
+
+    #[tokio::test]
+    async fn an_object_source_failure_is_the_ready_reason_and_an_event() {
+        let refusal =
+            ("ConflictingCronJob", "CronJob orders exists and was not created by this trigger".to_owned());
+        let (ctx, mut api, _calls) = objects_context(Err(refusal));
+        let server = tokio::spawn(async move {
+            expect_function_lookup(&mut api).await;
+            let (_, send) = api.next_request().await.expect("service lookup");
+            send.send_response(respond(&service("hello", 8080)));
+            let (status, event) = expect_status_and_event(&mut api).await;
+            let condition = &status["status"]["conditions"][0];
+            assert_eq!(condition["status"], "False");
+            assert_eq!(condition["reason"], "ConflictingCronJob");
+            assert_eq!(condition["message"], "CronJob orders exists and was not created by this trigger");
+            assert_eq!(event["reason"], "ConflictingCronJob");
+        });
+        let error =
+            reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.expect_err("a failed reconcile");
+        assert!(
+            error.to_string().contains("ConflictingCronJob") || error.to_string().contains("not created"),
+            "{error}"
+        );
+        tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+    }
+
     /// Answer the next two requests, a status apply and an Event (published
     /// in the background, so in either order), and hand back their bodies.
     async fn expect_status_and_event(api: &mut ApiServer) -> (Value, Value) {
@@ -741,8 +934,10 @@ mod tests {
     #[tokio::test]
     async fn a_failing_event_source_shows_in_the_ready_condition() {
         let (mock, mut api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let failing: Source = Arc::new(|_, _, _| Box::pin(async { Err("nats: invalid subject".into()) }));
-        let ctx = Arc::new(Context::with_source(Client::new(mock, "default"), Config::default(), failing));
+        let failing: consumers::Source =
+            Arc::new(|_, _, _| Box::pin(async { Err("nats: invalid subject".into()) }));
+        let source = EventSource::Stream { consume: failing, acknowledges: |_| true };
+        let ctx = Arc::new(Context::with_source(Client::new(mock, "default"), Config::default(), source));
         let key =
             ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
         ctx.consumers.sync("default", "orders", &spec(), vec![wanted(key, "http://127.0.0.1:9")]).await;

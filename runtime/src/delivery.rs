@@ -314,7 +314,7 @@ impl Sink {
         };
         let inner = self.inner.clone();
         self.inner.tracker.spawn(async move {
-            let outcome = inner.deliver(&id, &body, topic.as_deref()).await;
+            let outcome = inner.deliver(&Payload { id: &id, body: &body, topic: topic.as_deref() }).await;
             if let Some(Ack(ack)) = ack {
                 ack(outcome);
             }
@@ -327,7 +327,7 @@ impl Sink {
     pub async fn deliver(&self, event: Event) -> Outcome {
         let Ok(_permit) = self.inner.permits.acquire().await else { return Outcome::Failed };
         self.inner.metrics.received.inc();
-        self.inner.deliver(&event.id, &event.body, event.topic.as_deref()).await
+        self.inner.deliver(&Payload { id: &event.id, body: &event.body, topic: event.topic.as_deref() }).await
     }
 
     /// Wait, at most `grace`, for the deliveries in flight; no new ones start
@@ -360,15 +360,22 @@ impl Sink {
     }
 }
 
+/// What every attempt of one event sends.
+struct Payload<'a> {
+    id: &'a str,
+    body: &'a Bytes,
+    topic: Option<&'a str>,
+}
+
 impl Inner {
-    async fn deliver(&self, id: &str, body: &Bytes, topic: Option<&str>) -> Outcome {
+    async fn deliver(&self, event: &Payload<'_>) -> Outcome {
         let Some(uri) = &self.uri else {
             warn!(url = %self.url, "not a valid function URL; the event is not delivered");
             self.metrics.failed.inc();
             return Outcome::Failed;
         };
         let started = Instant::now();
-        let (error, attempts) = match self.attempt(uri, id, body, topic, &[]).await {
+        let (error, attempts) = match self.attempt(uri, event, &[]).await {
             Ok(()) => {
                 self.metrics.delivered.inc();
                 self.metrics.latency.observe(started.elapsed().as_secs_f64());
@@ -383,7 +390,7 @@ impl Inner {
         }
         match &self.dead_letter {
             None => Outcome::Failed,
-            Some((url, uri)) => self.dead_letter(url, uri.as_ref(), id, body, topic, &error, attempts).await,
+            Some((url, uri)) => self.dead_letter(url, uri.as_ref(), event, &error, attempts).await,
         }
     }
 
@@ -391,14 +398,12 @@ impl Inner {
     async fn attempt(
         &self,
         uri: &Uri,
-        id: &str,
-        body: &Bytes,
-        topic: Option<&str>,
+        event: &Payload<'_>,
         extra: &[(&'static str, HeaderValue)],
     ) -> Result<(), (Error, u32)> {
         let mut retry = 0;
         loop {
-            match self.invoker.deliver_with(uri, id, body, topic, extra).await {
+            match self.invoker.deliver_with(uri, event.id, event.body, event.topic, extra).await {
                 Ok(()) => return Ok(()),
                 Err(e) if retryable(&e) && retry < self.retry.max_retries => {
                     let pause = self.retry.backoff(retry);
@@ -418,9 +423,7 @@ impl Inner {
         &self,
         url: &str,
         uri: Option<&Uri>,
-        id: &str,
-        body: &Bytes,
-        topic: Option<&str>,
+        event: &Payload<'_>,
         error: &Error,
         attempts: u32,
     ) -> Outcome {
@@ -436,7 +439,7 @@ impl Inner {
         if let Error::Status { status, .. } = error {
             extra.push(("dead-letter-status", HeaderValue::from(status.as_u16())));
         }
-        match self.attempt(uri, id, body, topic, &extra).await {
+        match self.attempt(uri, event, &extra).await {
             Ok(()) => {
                 self.metrics.dead_lettered.inc();
                 Outcome::DeadLettered
@@ -492,10 +495,12 @@ mod tests {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (count, gate, statuses, seen) = (count.clone(), gate.clone(), statuses.clone(), seen.clone());
+                let (count, gate, statuses, seen) =
+                    (count.clone(), gate.clone(), statuses.clone(), seen.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let id = req.headers().get("event-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                        let id =
+                            req.headers().get("event-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
                         seen.lock().expect("ids").push(id.to_owned());
                         let n = count.fetch_add(1, Ordering::SeqCst);
                         let status = statuses[n.min(statuses.len() - 1)];

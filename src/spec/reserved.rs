@@ -40,6 +40,8 @@ pub const TYPE_NAMES: &[&str] = &[
     "Behaviour", "BodyExt", "LoopbackFunction", "Tally", "Write",
     // Offset commits.
     "Offsets", "VecDeque", "FutureExt",
+    // What a source gives the runtime.
+    "EventSource", "Future", "Objects", "ObjectsError", "Target",
 ];
 
 /// Whether `name` is a type name the generated code already uses.

@@ -30,6 +30,9 @@ pub use crate::policy::BackoffPolicy;
 
 /// One event from the source.
 pub struct Event {
+    /// `event-id`: the same on every attempt, so a function can tell a
+    /// retry from a new event. Random unless the source sets one.
+    pub id: String,
     /// The request body, passed through unchanged.
     pub body: Bytes,
     /// Topic (subject, stream, ...) the event came from; sent as `event-topic`.
@@ -39,7 +42,13 @@ pub struct Event {
 
 impl Event {
     pub fn new(body: impl Into<Bytes>) -> Event {
-        Event { body: body.into(), topic: None, ack: None }
+        Event { id: crate::invoker::event_id(), body: body.into(), topic: None, ack: None }
+    }
+
+    /// Send `id` as the `event-id` instead of a random one.
+    pub fn with_id(mut self, id: impl Into<String>) -> Event {
+        self.id = id.into();
+        self
     }
 
     pub fn with_topic(mut self, topic: impl Into<String>) -> Event {
@@ -294,7 +303,7 @@ impl Sink {
     pub async fn send(&self, event: Event) {
         let Ok(permit) = self.inner.permits.clone().acquire_owned().await else { return };
         self.inner.metrics.received.inc();
-        let Event { body, topic, ack } = event;
+        let Event { id, body, topic, ack } = event;
         let ack = match self.inner.mode {
             DeliveryMode::AtMostOnce => {
                 if let Some(Ack(ack)) = ack {
@@ -306,7 +315,7 @@ impl Sink {
         };
         let inner = self.inner.clone();
         self.inner.tracker.spawn(async move {
-            let outcome = inner.deliver(&body, topic.as_deref()).await;
+            let outcome = inner.deliver(&Payload { id: &id, body: &body, topic: topic.as_deref() }).await;
             if let Some(Ack(ack)) = ack {
                 ack(outcome);
             }
@@ -319,7 +328,7 @@ impl Sink {
     pub async fn deliver(&self, event: Event) -> Outcome {
         let Ok(_permit) = self.inner.permits.acquire().await else { return Outcome::Failed };
         self.inner.metrics.received.inc();
-        self.inner.deliver(&event.body, event.topic.as_deref()).await
+        self.inner.deliver(&Payload { id: &event.id, body: &event.body, topic: event.topic.as_deref() }).await
     }
 
     /// Wait, at most `grace`, for the deliveries in flight; no new ones start
@@ -352,15 +361,22 @@ impl Sink {
     }
 }
 
+/// What every attempt of one event sends.
+struct Payload<'a> {
+    id: &'a str,
+    body: &'a Bytes,
+    topic: Option<&'a str>,
+}
+
 impl Inner {
-    async fn deliver(&self, body: &Bytes, topic: Option<&str>) -> Outcome {
+    async fn deliver(&self, event: &Payload<'_>) -> Outcome {
         let Some(uri) = &self.uri else {
             warn!(url = %self.url, "not a valid function URL; the event is not delivered");
             self.metrics.failed.inc();
             return Outcome::Failed;
         };
         let started = Instant::now();
-        let (error, attempts) = match self.attempt(uri, body, topic, &[]).await {
+        let (error, attempts) = match self.attempt(uri, event, &[]).await {
             Ok(()) => {
                 self.metrics.delivered.inc();
                 self.metrics.latency.observe(started.elapsed().as_secs_f64());
@@ -375,7 +391,7 @@ impl Inner {
         }
         match &self.dead_letter {
             None => Outcome::Failed,
-            Some((url, uri)) => self.dead_letter(url, uri.as_ref(), body, topic, &error, attempts).await,
+            Some((url, uri)) => self.dead_letter(url, uri.as_ref(), event, &error, attempts).await,
         }
     }
 
@@ -383,13 +399,12 @@ impl Inner {
     async fn attempt(
         &self,
         uri: &Uri,
-        body: &Bytes,
-        topic: Option<&str>,
+        event: &Payload<'_>,
         extra: &[(&'static str, HeaderValue)],
     ) -> Result<(), (Error, u32)> {
         let mut retry = 0;
         loop {
-            match self.invoker.deliver_with(uri, body, topic, extra).await {
+            match self.invoker.deliver_with(uri, event.id, event.body, event.topic, extra).await {
                 Ok(()) => return Ok(()),
                 Err(e) if retryable(&e) && retry < self.retry.max_retries => {
                     let pause = self.retry.backoff(retry);
@@ -409,8 +424,7 @@ impl Inner {
         &self,
         url: &str,
         uri: Option<&Uri>,
-        body: &Bytes,
-        topic: Option<&str>,
+        event: &Payload<'_>,
         error: &Error,
         attempts: u32,
     ) -> Outcome {
@@ -426,7 +440,7 @@ impl Inner {
         if let Error::Status { status, .. } = error {
             extra.push(("dead-letter-status", HeaderValue::from(status.as_u16())));
         }
-        match self.attempt(uri, body, topic, &extra).await {
+        match self.attempt(uri, event, &extra).await {
             Ok(()) => {
                 self.metrics.dead_lettered.inc();
                 Outcome::DeadLettered
@@ -468,6 +482,8 @@ mod tests {
         url: String,
         requests: Arc<AtomicUsize>,
         release: Arc<Notify>,
+        /// The `event-id` of every request, in order.
+        ids: Arc<std::sync::Mutex<Vec<String>>>,
     }
 
     async fn function(statuses: Vec<u16>, hold: bool) -> Function {
@@ -475,13 +491,18 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let requests = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(Notify::new());
-        let (count, gate) = (requests.clone(), release.clone());
+        let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, gate, seen) = (requests.clone(), release.clone(), ids.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (count, gate, statuses) = (count.clone(), gate.clone(), statuses.clone());
+                let (count, gate, statuses, seen) =
+                    (count.clone(), gate.clone(), statuses.clone(), seen.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let id =
+                            req.headers().get("event-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                        seen.lock().expect("ids").push(id.to_owned());
                         let n = count.fetch_add(1, Ordering::SeqCst);
                         let status = statuses[n.min(statuses.len() - 1)];
                         let gate = gate.clone();
@@ -497,7 +518,7 @@ mod tests {
                 });
             }
         });
-        Function { url, requests, release }
+        Function { url, requests, release, ids }
     }
 
     fn sink(url: &str, mode: DeliveryMode, max_in_flight: usize) -> Sink {
@@ -528,6 +549,19 @@ mod tests {
         assert_eq!(f.requests.load(Ordering::SeqCst), 3, "two failures, one success, nothing after");
         assert_eq!(sink.inner.metrics.retried.get(), 2);
         assert_eq!(sink.inner.metrics.delivered.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_attempt_of_one_event_carries_its_id_and_events_differ() {
+        let f = function(vec![503, 200], false).await;
+        let sink = sink(&f.url, DeliveryMode::AtLeastOnce, 4);
+        assert_eq!(sink.deliver(Event::new("x")).await, Outcome::Delivered);
+        assert_eq!(sink.deliver(Event::new("y").with_id("pod-1234")).await, Outcome::Delivered);
+        let ids = f.ids.lock().expect("ids").clone();
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert_eq!(ids[0], ids[1], "a retry is the same event");
+        assert_eq!(ids[0].len(), 32, "{ids:?}");
+        assert_eq!(ids[2], "pod-1234");
     }
 
     #[tokio::test]

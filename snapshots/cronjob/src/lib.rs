@@ -10,6 +10,7 @@
 //! - [`invoker`]: POSTs events to functions with the Kubeless event headers.
 //! - [`logging`]: text or JSON logs (`LOG_FORMAT`), colour only at a terminal.
 //! - [`metrics`], [`server`]: Prometheus metrics, `/healthz`, `/readyz`, `/metrics`.
+//! - [`source`]: what an event source gives the runtime: a stream, or objects.
 //! - [`event_source`]: the cronjob consumer itself (yours to write).
 
 pub mod apis;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod policy;
 pub mod server;
+pub mod source;
 #[cfg(test)]
 pub mod testkit;
 

@@ -32,6 +32,8 @@ pub enum Error {
     DeadLetterUnavailable(String),
     #[error("events for {url} lost before delivery: {cause}")]
     Lost { url: String, cause: String },
+    #[error("{0}")]
+    Objects(#[source] crate::source::ObjectsError),
 }
 
 impl Error {
@@ -51,6 +53,7 @@ impl Error {
             Error::Config(_) => "InvalidConfiguration",
             Error::DeadLetterUnavailable(_) => "DeadLetterUnavailable",
             Error::Lost { .. } => "EventsLost",
+            Error::Objects(e) => e.reason,
         }
     }
 }
@@ -59,7 +62,11 @@ impl Error {
     /// Whether trying again later may succeed: an API error or timeout. A
     /// transient error never stops what runs.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Kube(_) | Error::ApiTimeout(_))
+        match self {
+            Error::Kube(_) | Error::ApiTimeout(_) => true,
+            Error::Objects(e) => e.transient,
+            _ => false,
+        }
     }
 }
 

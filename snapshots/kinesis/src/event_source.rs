@@ -32,9 +32,15 @@ use tracing::{debug, info};
 use crate::apis::TriggerSpec;
 use crate::consumers::ConsumerContext;
 use crate::delivery::Sink;
+use crate::source::EventSource;
 
 /// Errors a consumer may end with; they are logged by the runtime.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the runtime runs: [`consume`], once per (trigger, function).
+pub fn source() -> EventSource {
+    EventSource::stream(consume, acknowledges)
+}
 
 /// Whether `consume` acknowledges the events of triggers with `spec` through
 /// `Event::with_ack`: return `true` once it does, for at-least-once delivery.

@@ -30,6 +30,7 @@ use tracing::{info, warn};
 use crate::apis::TriggerSpec;
 use crate::consumers::ConsumerContext;
 use crate::delivery::{Event, Outcome, Sink};
+use crate::source::EventSource;
 
 /// Errors a consumer may end with; the runtime restarts the consumer.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,6 +38,11 @@ pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 /// Whether the consumer of `spec` acknowledges events: only in JetStream mode.
 pub fn acknowledges(spec: &TriggerSpec) -> bool {
     spec.stream.is_some()
+}
+
+/// What the runtime runs: [`consume`], once per (trigger, function).
+pub fn source() -> EventSource {
+    EventSource::stream(consume, acknowledges)
 }
 
 /// Where the Kubeless NATS trigger looked for NATS; override with `NATS_URL`.
@@ -569,7 +575,7 @@ mod faults {
     use bytes::Bytes;
 
     use crate::apis::{TEST_SPEC_JSON, TriggerSpec};
-    use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime, event_source};
+    use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime};
     use crate::delivery::{DeliveryMode, RetryPolicy};
     use crate::invoker::{Invoker, event_id};
     use crate::metrics::Metrics;
@@ -797,7 +803,7 @@ mod faults {
 
     fn consumers(metrics: &Metrics) -> Consumers {
         Consumers::new(Runtime {
-            source: event_source(),
+            source: Arc::new(|ctx, sink, stop| Box::pin(super::consume(ctx, sink, stop))),
             restart: RetryPolicy {
                 max_retries: 0,
                 base: Duration::from_millis(100),
@@ -962,7 +968,7 @@ mod bench {
 
     use super::faults::NatsServer;
     use crate::apis::{TEST_SPEC_JSON, TriggerSpec};
-    use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime, event_source};
+    use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime};
     use crate::delivery::{DeliveryMode, RetryPolicy};
     use crate::invoker::Invoker;
     use crate::metrics::Metrics;
@@ -1299,7 +1305,7 @@ mod bench {
     /// The controller's runtime: one consumer per subject through `Consumers`.
     async fn runtime_side(subjects: Vec<(String, Option<String>)>, url: &str) -> Consumers {
         let consumers = Consumers::new(Runtime {
-            source: event_source(),
+            source: Arc::new(|ctx, sink, stop| Box::pin(super::consume(ctx, sink, stop))),
             restart: RetryPolicy::default(),
             changes: None,
             invoker: Invoker::new(Duration::from_secs(30)),

@@ -98,6 +98,15 @@ pub fn event_time() -> String {
 /// The `event-topic` value: the topic's UTF-8 bytes, which HTTP carries as
 /// they are. A topic with control characters cannot be a header value: the
 /// event is still delivered, without the header.
+/// `event-id`: the event's id, or a random one when the source set an id
+/// that cannot be a header value.
+fn id_header(id: &str) -> HeaderValue {
+    HeaderValue::from_str(id).unwrap_or_else(|_| {
+        tracing::warn!(id = %id.escape_debug(), "event id is not a valid header value; sending a random one");
+        HeaderValue::from_str(&event_id()).unwrap_or(HeaderValue::from_static("0"))
+    })
+}
+
 fn topic_header(topic: &str) -> Option<HeaderValue> {
     let value = HeaderValue::from_bytes(topic.as_bytes()).ok();
     if value.is_none() {
@@ -135,13 +144,14 @@ impl Invoker {
     pub fn request(
         &self,
         url: &Uri,
+        id: &str,
         body: &Bytes,
         topic: Option<&str>,
         extra: &[(&'static str, HeaderValue)],
     ) -> Result<http::Request<Full<Bytes>>> {
         let content_type = HeaderValue::from_static(content_type(body));
         let mut builder = http::Request::post(url.clone())
-            .header("event-id", event_id())
+            .header("event-id", id_header(id))
             .header("event-time", event_time())
             .header("event-namespace", HeaderValue::from_static(EVENT_NAMESPACE))
             .header("event-type", content_type.clone())
@@ -161,18 +171,19 @@ impl Invoker {
     /// One delivery attempt; any 2xx answer is success. Retries are the
     /// caller's ([`crate::delivery::Sink`]).
     pub async fn deliver(&self, url: &Uri, body: &Bytes, topic: Option<&str>) -> Result<()> {
-        self.deliver_with(url, body, topic, &[]).await
+        self.deliver_with(url, &event_id(), body, topic, &[]).await
     }
 
     /// [`Invoker::deliver`] with `extra` headers.
     pub async fn deliver_with(
         &self,
         url: &Uri,
+        id: &str,
         body: &Bytes,
         topic: Option<&str>,
         extra: &[(&'static str, HeaderValue)],
     ) -> Result<()> {
-        let request = self.request(url, body, topic, extra)?;
+        let request = self.request(url, id, body, topic, extra)?;
         let response = tokio::time::timeout(self.timeout, self.http.request(request))
             .await
             .map_err(|_| Error::Timeout { url: url.to_string(), timeout: self.timeout })?
