@@ -42,6 +42,8 @@ pub const TYPE_NAMES: &[&str] = &[
     "Offsets", "VecDeque", "FutureExt",
     // What a source gives the runtime.
     "EventSource", "Future", "Objects", "ObjectsError", "Target",
+    // `send-event`.
+    "ExitCode", "SUBCOMMAND", "SendArgs",
 ];
 
 /// Whether `name` is a type name the generated code already uses.

@@ -148,15 +148,20 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The pause before retry number `retry` (0-based): exponential or
-    /// linear, capped, with jitter between half and all of it so retries do
-    /// not synchronise.
-    pub fn backoff(&self, retry: u32) -> Duration {
+    /// The longest pause [`RetryPolicy::backoff`] may give before retry `retry`.
+    pub fn backoff_ceiling(&self, retry: u32) -> Duration {
         let factor = match self.policy {
             BackoffPolicy::Exponential => 2u32.saturating_pow(retry),
             BackoffPolicy::Linear => retry.saturating_add(1),
         };
-        let full = self.base.saturating_mul(factor).min(self.max);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// The pause before retry number `retry` (0-based): exponential or
+    /// linear, capped, with jitter between half and all of it so retries do
+    /// not synchronise.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let full = self.backoff_ceiling(retry);
         let mut random = [0u8; 8];
         let fraction = match getrandom::fill(&mut random) {
             Ok(()) => u64::from_le_bytes(random) as f64 / u64::MAX as f64,

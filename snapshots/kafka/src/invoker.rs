@@ -121,13 +121,30 @@ pub struct Invoker {
     http: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
     user_agent: HeaderValue,
+    event_namespace: HeaderValue,
 }
 
 impl Invoker {
     pub fn new(timeout: Duration) -> Invoker {
         let user_agent = HeaderValue::from_str(&user_agent())
             .unwrap_or_else(|_| HeaderValue::from_static("kubeless-trigger-controller"));
-        Invoker { http: Client::builder(TokioExecutor::new()).build_http(), timeout, user_agent }
+        Invoker {
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            timeout,
+            user_agent,
+            event_namespace: HeaderValue::from_static(EVENT_NAMESPACE),
+        }
+    }
+
+    /// The same client sending `event-namespace: namespace` instead of
+    /// [`EVENT_NAMESPACE`] (an original trigger's spelling); an invalid
+    /// header value keeps the default.
+    pub fn with_event_namespace(&self, namespace: &str) -> Invoker {
+        let mut invoker = self.clone();
+        if let Ok(value) = HeaderValue::from_str(namespace) {
+            invoker.event_namespace = value;
+        }
+        invoker
     }
 
     /// The same client with another time limit per attempt.
@@ -153,7 +170,7 @@ impl Invoker {
         let mut builder = http::Request::post(url.clone())
             .header("event-id", id_header(id))
             .header("event-time", event_time())
-            .header("event-namespace", HeaderValue::from_static(EVENT_NAMESPACE))
+            .header("event-namespace", self.event_namespace.clone())
             .header("event-type", content_type.clone())
             .header(http::header::CONTENT_TYPE, content_type)
             .header(http::header::USER_AGENT, self.user_agent.clone());

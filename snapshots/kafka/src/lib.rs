@@ -11,6 +11,7 @@
 //! - [`logging`]: text or JSON logs (`LOG_FORMAT`), colour only at a terminal.
 //! - [`metrics`], [`server`]: Prometheus metrics, `/healthz`, `/readyz`, `/metrics`.
 //! - [`source`]: what an event source gives the runtime: a stream, or objects.
+//! - [`send`]: `send-event`, one event sent from a pod (object sources' pods run it).
 //! - [`event_source`]: the kafka consumer itself (yours to write).
 
 pub mod apis;
@@ -25,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod offsets;
 pub mod policy;
+pub mod send;
 pub mod server;
 pub mod source;
 #[cfg(test)]

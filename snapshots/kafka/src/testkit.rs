@@ -28,6 +28,8 @@ pub enum Behaviour {
     Hang,
     /// Close the connection without answering.
     Drop,
+    /// Answer 500 to the next `n` requests, then 200.
+    FailTimes(u32),
 }
 
 /// A function on 127.0.0.1 that records the bodies it answered 2xx.
@@ -40,6 +42,8 @@ pub struct LoopbackFunction {
 struct State {
     behaviour: Mutex<Behaviour>,
     delivered: Mutex<HashMap<Bytes, u32>>,
+    /// Headers of the requests answered 2xx, in order.
+    headers: Mutex<Vec<http::HeaderMap>>,
     requests: AtomicU64,
 }
 
@@ -50,6 +54,7 @@ impl LoopbackFunction {
         let state = Arc::new(State {
             behaviour: Mutex::new(Behaviour::Answer),
             delivered: Mutex::new(HashMap::new()),
+            headers: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
         });
         let serving = state.clone();
@@ -79,6 +84,11 @@ impl LoopbackFunction {
         self.state.delivered.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Headers of the requests answered 2xx, in order.
+    pub fn headers(&self) -> Vec<http::HeaderMap> {
+        self.state.headers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Requests received, whatever the answer.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
@@ -88,14 +98,25 @@ impl LoopbackFunction {
 impl State {
     async fn answer(&self, req: Request<hyper::body::Incoming>) -> Option<Response<Full<Bytes>>> {
         self.requests.fetch_add(1, Ordering::SeqCst);
-        let behaviour = *self.behaviour.lock().unwrap_or_else(|p| p.into_inner());
+        let behaviour = {
+            let mut current = self.behaviour.lock().unwrap_or_else(|p| p.into_inner());
+            let now = *current;
+            match now {
+                Behaviour::FailTimes(0) => *current = Behaviour::Answer,
+                Behaviour::FailTimes(n) => *current = Behaviour::FailTimes(n - 1),
+                _ => {}
+            }
+            now
+        };
+        let headers = req.headers().clone();
         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let status = match behaviour {
-            Behaviour::Answer => {
+            Behaviour::Answer | Behaviour::FailTimes(0) => {
                 *self.delivered.lock().unwrap_or_else(|p| p.into_inner()).entry(body).or_default() += 1;
+                self.headers.lock().unwrap_or_else(|p| p.into_inner()).push(headers);
                 StatusCode::OK
             }
-            Behaviour::Fail => StatusCode::INTERNAL_SERVER_ERROR,
+            Behaviour::Fail | Behaviour::FailTimes(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Behaviour::Hang => std::future::pending().await,
             Behaviour::Drop => return None,
         };
