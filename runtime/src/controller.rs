@@ -340,6 +340,15 @@ async fn apply_objects(
             return Err(e);
         }
     };
+    if let Some(e) = resolved.failures.iter().find(|e| e.is_transient()) {
+        // A function's Service could not be looked up: the objects stay as
+        // they are (no target is not the same as a missing function).
+        let message = format!("objects left as they are: {e}");
+        let condition = ready_condition(&trigger, "False", e.reason(), &message);
+        write_status(&ctx, &trigger, resolved_names(&resolved), condition).await?;
+        publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", e.reason(), message);
+        return Ok(Action::requeue(RETRY));
+    }
     let targets: Vec<Target> = resolved
         .desired
         .iter()
@@ -389,6 +398,11 @@ async fn apply_objects(
     write_status(&ctx, &trigger, functions, condition).await?;
     applied?;
     Ok(Action::requeue(if healthy { ctx.config.requeue } else { RETRY }))
+}
+
+/// The names of the functions a trigger resolved to.
+fn resolved_names(resolved: &Resolved) -> Vec<String> {
+    resolved.functions.iter().map(|f| f.name_any()).collect()
 }
 
 /// Write the trigger's status by server-side apply: every field is sent, so
@@ -852,6 +866,24 @@ mod tests {
         assert_eq!(action, Action::requeue(RETRY), "checked again soon");
         tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
         assert_eq!(calls.lock().expect("calls").clone(), [Vec::new()], "the source hears of no target");
+    }
+
+    #[tokio::test]
+    async fn an_api_error_looking_up_a_service_leaves_the_objects_alone() {
+        let (ctx, mut api, calls) = objects_context(Ok("unused".into()));
+        let server = tokio::spawn(async move {
+            expect_function_lookup(&mut api).await;
+            let (_, send) = api.next_request().await.expect("service lookup");
+            send.send_response(server_error());
+            let (status, _event) = expect_status_and_event(&mut api).await;
+            let condition = &status["status"]["conditions"][0];
+            assert_eq!(condition["status"], "False");
+            assert_eq!(condition["reason"], "KubernetesApiError");
+        });
+        let action = reconcile(Arc::new(finalized(trigger())), ctx.clone()).await.expect("reconcile");
+        assert_eq!(action, Action::requeue(RETRY));
+        tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+        assert!(calls.lock().expect("calls").is_empty(), "the source is not asked to remove anything");
     }
 
     #[tokio::test]
