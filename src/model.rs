@@ -53,13 +53,39 @@ pub struct Model {
 pub struct SourceModel {
     /// Whether the source is built in (else `src/event_source.rs` is a skeleton).
     pub built_in: bool,
+    /// Whether it keeps objects instead of consuming a stream.
+    pub objects: bool,
     pub dependencies: &'static [String],
     pub build_packages: &'static [String],
     pub env: &'static [EnvVar],
-    pub rbac: &'static [Rule],
+    /// Extra RBAC rules, each list as a jsonnet array literal.
+    pub rbac: Vec<RuleModel>,
     pub examples: Examples,
     /// The README's source paragraphs; the templates have the skeleton's.
     pub readme: Option<&'static Readme>,
+}
+
+/// An RBAC rule of a source, its lists written as jsonnet arrays (`['batch']`).
+#[derive(Debug, Serialize)]
+pub struct RuleModel {
+    pub api_groups: String,
+    pub resources: String,
+    pub verbs: String,
+}
+
+impl RuleModel {
+    fn of(rule: &Rule) -> RuleModel {
+        let array = |items: &[String]| {
+            let quoted: Vec<String> =
+                items.iter().map(|i| format!("'{}'", i.replace('\\', "\\\\").replace('\'', "\\'"))).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        RuleModel {
+            api_groups: array(&rule.api_groups),
+            resources: array(&rule.resources),
+            verbs: array(&rule.verbs),
+        }
+    }
 }
 
 impl SourceModel {
@@ -67,19 +93,21 @@ impl SourceModel {
         match sources::built_in(spec) {
             Some((_, m)) => SourceModel {
                 built_in: true,
+                objects: m.kind == sources::Kind::Objects,
                 dependencies: &m.dependencies,
                 build_packages: &m.build_packages,
                 env: &m.env,
-                rbac: &m.rbac,
+                rbac: m.rbac.iter().map(RuleModel::of).collect(),
                 examples: m.examples.clone(),
                 readme: Some(&m.readme),
             },
             None => SourceModel {
                 built_in: false,
+                objects: false,
                 dependencies: &[],
                 build_packages: &[],
                 env: &[],
-                rbac: &[],
+                rbac: Vec::new(),
                 examples: skeleton_examples(&spec.source),
                 readme: None,
             },

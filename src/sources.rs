@@ -31,6 +31,9 @@ pub struct Manifest {
     pub summary: String,
     /// One line: the delivery guarantee.
     pub guarantee: String,
+    /// What the source's code gives the runtime (`event_source::source()`).
+    #[serde(default)]
+    pub kind: Kind,
     /// Spec fields the source's code reads, by JSON name, with the Rust type
     /// it reads them as (`String`, `Option<String>`, `i64`, ...).
     #[serde(default)]
@@ -53,12 +56,28 @@ pub struct Manifest {
     pub readme: Readme,
 }
 
+/// Whether a source consumes a stream or keeps Kubernetes objects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// One consumer per (trigger, function) in the controller.
+    #[default]
+    Stream,
+    /// Objects (a CronJob, an Ingress) that deliver without the controller.
+    Objects,
+}
+
 /// An environment variable of the controller.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvVar {
     pub name: String,
+    /// The value; empty when `image` is set.
+    #[serde(default)]
     pub value: String,
+    /// The value is the controller's own image (for objects that run it).
+    #[serde(default)]
+    pub image: bool,
     pub description: String,
 }
 
@@ -294,6 +313,14 @@ mod tests {
                 assert!(!path.contains(".."), "{path}");
             }
             assert_eq!(source.manifest.is_some(), !source.files.is_empty(), "{}", source.name);
+            for env in source.manifest.iter().flat_map(|m| &m.env) {
+                assert!(
+                    env.image == env.value.is_empty(),
+                    "{}: {} needs a value or `image: true`",
+                    source.name,
+                    env.name
+                );
+            }
         }
     }
 

@@ -47,15 +47,25 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 /// The rules the generated controller needs, reviewed against what it calls:
 /// watch + finalizer patches on its triggers, status patches, function reads,
-/// the function Service's port, and Events (created, then patched as series).
-fn reviewed_rules(group: &str, plural: &str) -> Value {
-    json!([
+/// the function Service's port, and Events (created, then patched as series);
+/// then what the snapshot's built-in source calls itself.
+fn reviewed_rules(group: &str, plural: &str, snapshot: &str) -> Value {
+    let mut rules = json!([
         {"apiGroups": [group], "resources": [plural], "verbs": ["get", "list", "watch", "patch"]},
         {"apiGroups": [group], "resources": [format!("{plural}/status")], "verbs": ["patch"]},
         {"apiGroups": ["kubeless.io"], "resources": ["functions"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-    ])
+    ]);
+    let source = match snapshot {
+        // Reads its CronJob (adoption check), applies it (create when missing), deletes it without a function.
+        "cronjob" => {
+            json!([{"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "create", "patch", "delete"]}])
+        }
+        _ => json!([]),
+    };
+    rules.as_array_mut().unwrap().extend(source.as_array().unwrap().iter().cloned());
+    rules
 }
 
 #[test]
@@ -67,7 +77,8 @@ fn rbac_is_exactly_the_reviewed_least_privilege_list() {
             (crd["spec"]["group"].as_str().unwrap(), crd["spec"]["names"]["plural"].as_str().unwrap());
         let roles = of_kind(&docs, "ClusterRole");
         assert_eq!(roles.len(), 1, "{}", dir.display());
-        assert_eq!(roles[0]["rules"], reviewed_rules(group, plural), "{}", dir.display());
+        let snapshot = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(roles[0]["rules"], reviewed_rules(group, plural, &snapshot), "{}", dir.display());
         assert!(!serde_json::to_string(&roles[0]).unwrap().contains("\"*\""), "no wildcard");
         let binding = of_kind(&docs, "ClusterRoleBinding")[0];
         let sa = of_kind(&docs, "ServiceAccount")[0];

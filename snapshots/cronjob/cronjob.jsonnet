@@ -48,6 +48,11 @@ function(namespace='kubeless', image='kubeless/cronjob-trigger-controller:latest
       resources: ['events'],
       verbs: ['create', 'patch'],
     },
+    {
+      apiGroups: ['batch'],
+      resources: ['cronjobs'],
+      verbs: ['get', 'create', 'patch', 'delete'],
+    },
   ];
 
   local scoped = functions_namespace != '';
@@ -104,6 +109,7 @@ function(namespace='kubeless', image='kubeless/cronjob-trigger-controller:latest
               { name: 'FUNCTIONS_NAMESPACE', value: functions_namespace },
               { name: 'METRICS_PORT', value: '8080' },
               { name: 'SHUTDOWN_GRACE_SECONDS', value: std.toString(shutdown_grace) },
+              { name: 'CONTROLLER_IMAGE', value: image },
               { name: 'RUST_LOG', value: 'info' },
               // Plain text (no colour codes off a terminal); 'json' for log collectors.
               { name: 'LOG_FORMAT', value: 'text' },

@@ -95,7 +95,7 @@ pub enum Outcome {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeliveryMode {
     /// After delivery; a final failure is left unacknowledged for the broker to
-    /// redeliver. Only sources that acknowledge (`event_source::acknowledges`) give it.
+    /// redeliver. Only sources that acknowledge (see `EventSource::Stream`) give it.
     #[default]
     AtLeastOnce,
     /// On receipt, as the Kubeless originals did.

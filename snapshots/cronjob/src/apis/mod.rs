@@ -9,8 +9,5 @@ pub use kubeless::v1beta1::{Function, Trigger, TriggerSpec, TriggerStatus};
 #[cfg(test)]
 pub const TEST_SPEC_JSON: &str = r#"{
         "schedule": "*/5 * * * *",
-        "apiToken": {"key":"token","name":"example-secret"},
-        "enabled": true,
-        "priority": 1,
         "functionName": "hello"
     }"#;

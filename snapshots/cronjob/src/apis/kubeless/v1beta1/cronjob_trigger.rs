@@ -4,8 +4,6 @@
 // Defaults and bounds are the spec's numbers, whatever constants they resemble.
 #![allow(clippy::approx_constant)]
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -24,149 +22,26 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "CronJobTriggerStatus",
     category = "kubeless",
-    shortname = "cjt",
-    doc = "CronJobTrigger calls one Kubeless function on a schedule, with an optional JSON payload.",
+    doc = "CronJobTrigger calls the Kubeless function named by its `functionName` on a cron schedule, from a Kubernetes CronJob the trigger owns, with an optional JSON payload.",
     printcolumn(name = "Function", type_ = "string", json_path = ".spec.functionName"),
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
-    printcolumn(name = "Timezone", type_ = "string", json_path = ".spec.timezone"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CronJobTriggerSpec {
-    /// Cron schedule, such as `*/5 * * * *` or `@hourly`.
-    #[schemars(regex(pattern = r#"^(@(yearly|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$"#))]
+    /// When to call the function: a cron schedule such as `*/5 * * * *` (minute, hour, day of month, month, day of week) or a macro such as `@hourly`, in the cluster's time zone.
+    #[schemars(length(max = 128), regex(pattern = r#"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"#))]
     pub schedule: String,
-    /// JSON object sent as the request body.
-    /// Leave it out to send an empty body.
+    /// JSON sent as the body of every call (`content-type: application/json`); leave it out to send an empty body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("type" = "object", "x-kubernetes-preserve-unknown-fields" = true))]
     pub payload: Option<serde_json::Value>,
-    /// IANA time zone of the schedule.
-    #[serde(default = "default_timezone")]
-    #[schemars(length(min = 1, max = 64))]
-    pub timezone: String,
-    /// Deliveries retried after a failure.
-    #[serde(default = "default_max_retries")]
-    #[schemars(range(min = 0, max = 10))]
-    pub max_retries: i64,
-    /// Jitter ratio.
-    #[serde(default = "default_jitter_ratio")]
-    #[schemars(range(min = 0.0, max = 1.0))]
-    pub jitter_ratio: f64,
-    /// Stop calling the function without deleting the trigger.
-    #[serde(default = "default_suspend")]
-    pub suspend: bool,
-    /// What to do when the previous call is still running.
-    #[serde(default = "default_concurrency_policy")]
-    pub concurrency_policy: CronJobTriggerConcurrencyPolicy,
-    /// Whether a failed call is retried until it succeeds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery_mode: Option<CronJobTriggerDeliveryMode>,
-    /// Free-form tags copied into the event.
-    #[serde(default = "default_tags")]
-    pub tags: Vec<String>,
-    /// HTTP status codes that count as retryable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_codes: Option<Vec<i64>>,
-    /// Weights.
-    #[serde(default = "default_weights")]
-    pub weights: Vec<f64>,
-    /// Extra HTTP headers for the call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<BTreeMap<String, String>>,
-    /// Labels.
-    #[serde(default = "default_labels")]
-    pub labels: BTreeMap<String, String>,
-    /// Optional bearer token for the function.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials: Option<SecretKeyRef>,
-    /// Token the source authenticates with.
-    pub api_token: SecretKeyRef,
-    /// Content type of the payload.
-    #[serde(rename = "type", default = "default_payload_type")]
-    pub payload_type: String,
-    /// Spelled with a capital ID, so the Rust field needs a rename.
-    #[serde(rename = "shardID", default, skip_serializing_if = "Option::is_none")]
-    pub shard_id: Option<String>,
-    /// Enabled.
-    pub enabled: bool,
-    /// Higher runs first.
-    #[schemars(range(min = 1))]
-    pub priority: i64,
     /// Name of the function, in the trigger's namespace, that receives every event.
     pub function_name: String,
     /// How events are retried, and where they go when delivery finally fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<crate::policy::DeliverySpec>,
-}
-
-fn default_timezone() -> String {
-    "UTC".to_owned()
-}
-
-fn default_max_retries() -> i64 {
-    3
-}
-
-fn default_jitter_ratio() -> f64 {
-    0.5
-}
-
-fn default_suspend() -> bool {
-    false
-}
-
-fn default_concurrency_policy() -> CronJobTriggerConcurrencyPolicy {
-    CronJobTriggerConcurrencyPolicy::Forbid
-}
-
-fn default_tags() -> Vec<String> {
-    Vec::new()
-}
-
-fn default_weights() -> Vec<f64> {
-    vec![0.5, 1.0]
-}
-
-fn default_labels() -> BTreeMap<String, String> {
-    BTreeMap::from([("team".to_owned(), "core".to_owned())])
-}
-
-fn default_payload_type() -> String {
-    "application/json".to_owned()
-}
-
-// Values of `concurrencyPolicy`.
-#[allow(missing_docs)]
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum CronJobTriggerConcurrencyPolicy {
-    #[serde(rename = "Allow")]
-    Allow,
-    #[serde(rename = "Forbid")]
-    Forbid,
-    #[serde(rename = "Replace")]
-    Replace,
-}
-
-// Values of `deliveryMode`.
-#[allow(missing_docs)]
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum CronJobTriggerDeliveryMode {
-    #[serde(rename = "at-most-once")]
-    AtMostOnce,
-    #[serde(rename = "at-least-once")]
-    AtLeastOnce,
-}
-
-// A key in a Secret, in the trigger's namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretKeyRef {
-    /// Name of the Secret, in the trigger's namespace.
-    pub name: String,
-    /// Key within the Secret.
-    pub key: String,
 }
 
 /// Observed state of the trigger, written by its controller.
