@@ -315,8 +315,8 @@ mod tests {
             assert_eq!(source.manifest.is_some(), !source.files.is_empty(), "{}", source.name);
             for env in source.manifest.iter().flat_map(|m| &m.env) {
                 assert!(
-                    env.image == env.value.is_empty(),
-                    "{}: {} needs a value or `image: true`",
+                    !(env.image && !env.value.is_empty()),
+                    "{}: {} has both a value and `image: true`",
                     source.name,
                     env.name
                 );

@@ -70,6 +70,7 @@ use crate::apis::TriggerSpec;
 use crate::consumers::ConsumerContext;
 use crate::delivery::{Event, Outcome, Sink};
 use crate::offsets::Offsets;
+use crate::source::EventSource;
 
 /// Errors a consumer may end with; the runtime logs them and restarts the consumer.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
@@ -77,6 +78,11 @@ pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 /// Kafka consumers commit offsets after delivery: always at-least-once.
 pub fn acknowledges(_spec: &TriggerSpec) -> bool {
     true
+}
+
+/// What the runtime runs: [`consume`], once per (trigger, function).
+pub fn source() -> EventSource {
+    EventSource::stream(consume, acknowledges)
 }
 
 /// Where the Kubeless Kafka trigger looked for Kafka; override with `KAFKA_BROKERS`.
@@ -538,7 +544,9 @@ impl Tracker {
             p.epoch
         };
         let tracker = self.clone();
+        // The record's coordinates: the same `event-id` on every redelivery.
         let event = Event::new(payload)
+            .with_id(format!("{}/{partition}/{at}", self.topic))
             .with_topic(self.topic.clone())
             .with_ack(move |outcome| tracker.settle(partition, epoch, at, outcome));
         Some(event)
@@ -1578,11 +1586,18 @@ mod tests {
             assert_eq!(header("event-topic"), topic);
             assert_eq!(header("event-type"), "application/json");
             assert_eq!(header("content-type"), "application/json");
-            assert_eq!(header("event-id").len(), 32, "a random id");
+            let id = header("event-id");
+            assert!(id.starts_with(&format!("{topic}/")), "the record's coordinates: {id}");
             assert!(header("event-time").ends_with(" +0000 UTC"), "{}", header("event-time"));
             assert!(header("user-agent").starts_with("kubeless-kafka-trigger-controller/"));
         }
         assert_eq!(sink.metrics().failed.get(), 0);
+        let mut ids: Vec<&str> =
+            seen.iter().filter_map(|(h, _)| h.get("event-id").and_then(|v| v.to_str().ok())).collect();
+        let all_ids = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all_ids, "one id per record");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1748,7 +1763,7 @@ mod faults {
     use rdkafka::producer::FutureProducer;
 
     use crate::apis::TEST_SPEC_JSON;
-    use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime, event_source};
+    use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime};
     use crate::delivery::{DeliveryMode, RetryPolicy};
     use crate::invoker::Invoker;
     use crate::metrics::Metrics;
@@ -1882,7 +1897,7 @@ mod faults {
 
     fn consumers(metrics: &Metrics) -> Consumers {
         Consumers::new(Runtime {
-            source: event_source(),
+            source: Arc::new(|ctx, sink, stop| Box::pin(super::consume(ctx, sink, stop))),
             restart: RetryPolicy {
                 max_retries: 0,
                 base: Duration::from_millis(100),
