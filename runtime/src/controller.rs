@@ -109,6 +109,7 @@ impl Context {
             drain_grace: config.shutdown_grace,
             metrics: metrics.clone(),
             recorder: Some(recorder.clone()),
+            client: client.clone(),
         });
         Context {
             client,

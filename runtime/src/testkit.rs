@@ -1,7 +1,7 @@
 //! Test helpers for the runtime's tests and for event sources' fault suites
 //! (`make test-faults`): a loopback function whose behaviour can be switched
-//! while events flow, and a table of what became of the events. Compiled for
-//! tests only.
+//! while events flow, a table of what became of the events, and a Kubernetes
+//! client that reaches no API server. Compiled for tests only.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -15,6 +15,14 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+/// A Kubernetes client for tests that need one but talk to no API server:
+/// every request it makes fails at once.
+pub fn offline_client() -> kube::Client {
+    let (service, _handle) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    kube::Client::new(service, "default")
+}
 
 /// What the loopback function does with each request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
