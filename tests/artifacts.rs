@@ -62,6 +62,11 @@ fn reviewed_rules(group: &str, plural: &str, snapshot: &str) -> Value {
         "cronjob" => {
             json!([{"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "create", "patch", "delete"]}])
         }
+        // Reads the credentials Secret; keeps checkpoints in a ConfigMap by server-side apply.
+        "kinesis" => json!([
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]},
+        ]),
         _ => json!([]),
     };
     rules.as_array_mut().unwrap().extend(source.as_array().unwrap().iter().cloned());

@@ -48,6 +48,16 @@ function(namespace='kubeless', image='kubeless/kinesis-trigger-controller:latest
       resources: ['events'],
       verbs: ['create', 'patch'],
     },
+    {
+      apiGroups: [''],
+      resources: ['secrets'],
+      verbs: ['get'],
+    },
+    {
+      apiGroups: [''],
+      resources: ['configmaps'],
+      verbs: ['get', 'create', 'patch'],
+    },
   ];
 
   local scoped = functions_namespace != '';
@@ -104,6 +114,12 @@ function(namespace='kubeless', image='kubeless/kinesis-trigger-controller:latest
               { name: 'FUNCTIONS_NAMESPACE', value: functions_namespace },
               { name: 'METRICS_PORT', value: '8080' },
               { name: 'SHUTDOWN_GRACE_SECONDS', value: std.toString(shutdown_grace) },
+              { name: 'POLL_INTERVAL_MILLISECONDS', value: '250' },
+              { name: 'MAX_POLL_INTERVAL_MILLISECONDS', value: '1000' },
+              { name: 'GET_RECORDS_LIMIT', value: '1000' },
+              { name: 'CHECKPOINT_INTERVAL_MILLISECONDS', value: '5000' },
+              { name: 'SHARD_DISCOVERY_SECONDS', value: '60' },
+              { name: 'REDELIVERY_DELAY_SECONDS', value: '10' },
               { name: 'RUST_LOG', value: 'info' },
               // Plain text (no colour codes off a terminal); 'json' for log collectors.
               { name: 'LOG_FORMAT', value: 'text' },

@@ -1443,6 +1443,7 @@ mod tests {
             spec: spec_on(topic),
             delivery: DeliveryMode::AtLeastOnce,
             max_in_flight: 4,
+            client: crate::testkit::offline_client(),
         };
         let retry = RetryPolicy { max_retries: 0, ..RetryPolicy::default() };
         let options = SinkOptions { max_in_flight: 4, retry, ..SinkOptions::default() };
@@ -1910,6 +1911,7 @@ mod faults {
             drain_grace: Duration::from_secs(2),
             metrics: metrics.clone(),
             recorder: None,
+            client: crate::testkit::offline_client(),
         })
     }
 

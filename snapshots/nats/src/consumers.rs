@@ -52,7 +52,7 @@ impl ConsumerKey {
 }
 
 /// What a consumer is given when it starts.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ConsumerContext {
     pub key: ConsumerKey,
     /// See [`ConsumerKey::group`].
@@ -63,6 +63,21 @@ pub struct ConsumerContext {
     pub delivery: DeliveryMode,
     /// Deliveries the sink runs at once (`MAX_IN_FLIGHT`): size client-side buffers by it.
     pub max_in_flight: usize,
+    /// The controller's Kubernetes client, for sources that read Secrets or keep
+    /// state (checkpoints) in the cluster; its RBAC is the controller's.
+    pub client: kube::Client,
+}
+
+impl std::fmt::Debug for ConsumerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerContext")
+            .field("key", &self.key)
+            .field("group", &self.group)
+            .field("spec", &self.spec)
+            .field("delivery", &self.delivery)
+            .field("max_in_flight", &self.max_in_flight)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A consumer that should be running.
@@ -118,6 +133,8 @@ pub struct Runtime {
     pub metrics: Metrics,
     /// Publishes delivery failures as Kubernetes Events (none in tests).
     pub recorder: Option<Recorder>,
+    /// Handed to every consumer in its [`ConsumerContext`].
+    pub client: kube::Client,
 }
 
 struct Running {
@@ -308,6 +325,7 @@ impl Consumers {
             spec,
             delivery: d.delivery,
             max_in_flight: rt.max_in_flight,
+            client: rt.client.clone(),
         };
         info!(group = %d.key.group(), url = %d.url, delivery = %d.delivery, "starting consumer");
         let health = Arc::new(Mutex::new(Health::Running));
@@ -500,6 +518,7 @@ mod tests {
             drain_grace: Duration::from_secs(1),
             metrics: Metrics::new(),
             recorder: None,
+            client: crate::testkit::offline_client(),
         })
     }
 

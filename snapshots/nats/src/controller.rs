@@ -110,6 +110,7 @@ impl Context {
             drain_grace: config.shutdown_grace,
             metrics: metrics.clone(),
             recorder: Some(recorder.clone()),
+            client: client.clone(),
         });
         Context {
             client,

@@ -438,6 +438,7 @@ mod tests {
             spec,
             delivery: DeliveryMode::AtLeastOnce,
             max_in_flight: 4,
+            client: crate::testkit::offline_client(),
         };
         let retry = RetryPolicy { max_retries: 0, ..RetryPolicy::default() };
         let options = SinkOptions { max_in_flight: 4, retry, ..SinkOptions::default() };
@@ -816,6 +817,7 @@ mod faults {
             drain_grace: Duration::from_secs(2),
             metrics: metrics.clone(),
             recorder: None,
+            client: crate::testkit::offline_client(),
         })
     }
 
@@ -1313,6 +1315,7 @@ mod bench {
             drain_grace: Duration::from_secs(1),
             metrics: Metrics::new(),
             recorder: None,
+            client: crate::testkit::offline_client(),
         });
         for (i, (subject, stream)) in subjects.into_iter().enumerate() {
             let mut spec: TriggerSpec = serde_json::from_str(TEST_SPEC_JSON).expect("spec");

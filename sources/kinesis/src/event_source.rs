@@ -76,6 +76,7 @@ use crate::apis::{Trigger, TriggerSpec};
 use crate::consumers::{ConsumerContext, ConsumerKey};
 use crate::delivery::{Event, Outcome, RetryPolicy, Sink};
 use crate::offsets::Offsets;
+use crate::source::EventSource;
 
 /// Errors a consumer may end with; the runtime restarts the consumer.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
@@ -83,6 +84,11 @@ pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 /// Kinesis records are acknowledged through the checkpoint: at-least-once.
 pub fn acknowledges(_spec: &TriggerSpec) -> bool {
     true
+}
+
+/// What the runtime runs: [`consume`], once per (trigger, function).
+pub fn source() -> EventSource {
+    EventSource::stream(consume, acknowledges)
 }
 
 /// Pause between two `GetRecords` calls on a shard (`POLL_INTERVAL_MILLISECONDS`):
@@ -1080,8 +1086,11 @@ async fn read_shard(shared: &Shared, shard: Arc<str>, start: Position) -> Result
                 current = out.next_shard_iterator;
                 for record in out.records {
                     let ticket = Ticket::new(&shared.progress, &shard, record.sequence_number.clone());
+                    // The record's coordinates: the same `event-id` every time it is read.
+                    let id = format!("{}/{shard}/{}", shared.stream, record.sequence_number);
                     last_read = Some(record.sequence_number);
                     let event = Event::new(record.data.into_inner())
+                        .with_id(id)
                         .with_topic(shared.stream.clone())
                         .with_ack(move |outcome| ticket.settle(outcome));
                     if until(stop, shared.sink.send(event)).await.is_none() {

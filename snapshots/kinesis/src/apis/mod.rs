@@ -11,6 +11,6 @@ pub const TEST_SPEC_JSON: &str = r#"{
         "region": "example-region",
         "secret": "example-secret",
         "stream": "example-stream",
-        "shard": "example-shard",
+        "endpoint": "http://kinesalite.kinesalite.svc.cluster.local:4567",
         "functionName": "hello"
     }"#;

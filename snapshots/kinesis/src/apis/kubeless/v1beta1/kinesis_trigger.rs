@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "KinesisTriggerStatus",
     category = "kubeless",
-    doc = "KinesisTrigger delivers every record of one shard of an AWS Kinesis stream to the Kubeless function named by its `functionName`.",
+    doc = "KinesisTrigger delivers every record of an AWS Kinesis stream (all its shards, or the one named by `shard`) to the Kubeless function named by its `functionName`.",
     printcolumn(name = "Function", type_ = "string", json_path = ".spec.functionName"),
     printcolumn(name = "Region", type_ = "string", json_path = ".spec.region"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secret"),
@@ -40,9 +40,10 @@ pub struct KinesisTriggerSpec {
     /// Name of the Kinesis stream to read.
     #[schemars(length(min = 1))]
     pub stream: String,
-    /// Shard to read, such as `shardId-000000000000`.
+    /// Shard to read, such as `shardId-000000000000`; leave it out to read every shard of the stream, including the shards a resharding creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub shard: String,
+    pub shard: Option<String>,
     /// Kinesis endpoint URL overriding the region's default (for example a kinesalite test server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
