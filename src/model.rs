@@ -122,6 +122,7 @@ fn skeleton_examples(source: &str) -> Examples {
     Examples {
         source: vec!["@echo \"nothing to deploy for the event-source skeleton\"".to_owned()],
         verify: vec!["@true".to_owned()],
+        publish_verify: Vec::new(),
         publish: vec![format!(
             "@echo \"examples/Makefile: write the publish recipe for {source}: send {{\\\"payload\\\": \\\"$(TOKEN)\\\"}} to the trigger's source\" >&2; exit 1"
         )],

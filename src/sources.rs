@@ -101,6 +101,10 @@ pub struct Examples {
     pub verify: Vec<String>,
     /// Publish one event whose payload is `{"payload":"$(TOKEN)"}`.
     pub publish: Vec<String>,
+    /// Check the function got it; default: its logs show the token and the
+    /// Kubeless event headers with the trigger kind's `event-namespace`.
+    #[serde(default)]
+    pub publish_verify: Vec<String>,
 }
 
 /// The README's source-specific paragraphs.

@@ -62,6 +62,10 @@ fn reviewed_rules(group: &str, plural: &str, snapshot: &str) -> Value {
         "cronjob" => {
             json!([{"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get", "create", "patch", "delete"]}])
         }
+        // Reads its Ingress (adoption check), applies it (create when missing), deletes it without a function.
+        "http" => {
+            json!([{"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "create", "patch", "delete"]}])
+        }
         // Reads the credentials Secret; keeps checkpoints in a ConfigMap by server-side apply.
         "kinesis" => json!([
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
