@@ -34,6 +34,10 @@ pub struct Manifest {
     /// What the source's code gives the runtime (`event_source::source()`).
     #[serde(default)]
     pub kind: Kind,
+    /// The association its code serves, when it serves only one (an object
+    /// source keeps one object per trigger, for one function).
+    #[serde(default)]
+    pub association: Option<crate::spec::Association>,
     /// Spec fields the source's code reads, by JSON name, with the Rust type
     /// it reads them as (`String`, `Option<String>`, `i64`, ...).
     #[serde(default)]
@@ -181,7 +185,17 @@ pub fn problems(spec: &Spec) -> Vec<Problem> {
     let Some((source, manifest)) = built_in(spec) else { return Vec::new() };
     let kind = crate::names::Names::derive(spec).kind;
     let opt_out = "or set `builtIn: false` to write src/event_source.rs yourself";
-    manifest
+    let association = manifest.association.filter(|a| *a != spec.association).map(|wanted| {
+        Problem::new(
+            "association",
+            format!(
+                "the built-in {} source serves `association: {}` only; change it, {opt_out}",
+                source.name,
+                wanted.as_str()
+            ),
+        )
+    });
+    let fields = manifest
         .requires
         .iter()
         .filter_map(|(name, wanted)| {
@@ -218,7 +232,8 @@ pub fn problems(spec: &Spec) -> Vec<Problem> {
                 None
             }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    association.into_iter().chain(fields).collect()
 }
 
 /// How a spec declares a field of Rust type `ty`, for error messages.
@@ -319,7 +334,7 @@ mod tests {
             assert_eq!(source.manifest.is_some(), !source.files.is_empty(), "{}", source.name);
             for env in source.manifest.iter().flat_map(|m| &m.env) {
                 assert!(
-                    !(env.image && !env.value.is_empty()),
+                    !env.image || env.value.is_empty(),
                     "{}: {} has both a value and `image: true`",
                     source.name,
                     env.name
@@ -354,6 +369,49 @@ mod tests {
             "{}",
             problems[0].message
         );
+    }
+
+    #[test]
+    fn a_source_that_serves_one_association_refuses_the_other() {
+        let mut spec = preset("cronjob").unwrap();
+        spec.association = crate::spec::Association::Selector;
+        let problems = problems(&spec);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "association");
+        assert!(problems[0].message.contains("`association: function`"), "{}", problems[0].message);
+    }
+
+    /// A source file either takes the place of a template, with the same
+    /// kind of header (generated or scaffolded), or adds a path nothing else
+    /// renders: never a runtime file, never a second file at one path.
+    #[test]
+    fn source_files_replace_templates_of_their_own_kind_and_collide_with_nothing_else() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for source in all() {
+            for (path, text) in &source.files {
+                assert!(
+                    !path.contains("__"),
+                    "sources/{}/{path}: no placeholders in source paths",
+                    source.name
+                );
+                assert!(
+                    !root.join("runtime").join(path).exists(),
+                    "sources/{}/{path} would collide with a runtime file",
+                    source.name
+                );
+                let header = text.lines().next().unwrap_or_default();
+                if let Ok(template) =
+                    std::fs::read_to_string(root.join("templates").join(format!("{path}.tera")))
+                {
+                    let template_header = template.lines().next().unwrap_or_default();
+                    assert_eq!(
+                        header, template_header,
+                        "sources/{}/{path}: the header of the template it replaces",
+                        source.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]

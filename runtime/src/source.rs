@@ -82,11 +82,21 @@ impl ObjectsError {
 }
 
 impl From<kube::Error> for ObjectsError {
+    /// An API error is transient unless the API server rejected the object
+    /// itself (400, 403, 422: invalid, forbidden): retrying the same object
+    /// cannot help, and the reason says so.
     fn from(e: kube::Error) -> ObjectsError {
-        ObjectsError {
-            reason: "KubernetesApiError",
-            message: format!("Kubernetes API error: {e}"),
-            transient: true,
+        match &e {
+            kube::Error::Api(status) if matches!(status.code, 400 | 403 | 422) => ObjectsError {
+                reason: "KubernetesApiRejected",
+                message: format!("the Kubernetes API refused the object: {e}"),
+                transient: false,
+            },
+            _ => ObjectsError {
+                reason: "KubernetesApiError",
+                message: format!("Kubernetes API error: {e}"),
+                transient: true,
+            },
         }
     }
 }
@@ -103,4 +113,28 @@ pub struct Target {
     pub retry: RetryPolicy,
     /// URL of the trigger's dead letter.
     pub dead_letter: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        let status =
+            serde_json::from_value(serde_json::json!({ "code": code, "message": "m", "reason": "r" }))
+                .expect("a Status");
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_rejected_object_is_not_retried_as_if_the_api_were_down() {
+        for code in [400, 403, 422] {
+            let e = ObjectsError::from(api_error(code));
+            assert_eq!((e.reason, e.transient), ("KubernetesApiRejected", false), "{code}");
+        }
+        for code in [409, 429, 500, 503] {
+            let e = ObjectsError::from(api_error(code));
+            assert_eq!((e.reason, e.transient), ("KubernetesApiError", true), "{code}");
+        }
+    }
 }

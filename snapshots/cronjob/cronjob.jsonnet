@@ -110,6 +110,7 @@ function(namespace='kubeless', image='kubeless/cronjob-trigger-controller:latest
               { name: 'METRICS_PORT', value: '8080' },
               { name: 'SHUTDOWN_GRACE_SECONDS', value: std.toString(shutdown_grace) },
               { name: 'CONTROLLER_IMAGE', value: image },
+              { name: 'IMAGE_PULL_SECRETS', value: '' },
               { name: 'RUST_LOG', value: 'info' },
               // Plain text (no colour codes off a terminal); 'json' for log collectors.
               { name: 'LOG_FORMAT', value: 'text' },

@@ -502,7 +502,10 @@ async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved>
                 // Service that is gone or has no port means there is none.
                 let last_known =
                     e.is_transient().then(|| ctx.consumers.dead_letter_of(ns, &trigger.name_any()));
-                unavailable.push(Error::DeadLetterUnavailable(e.to_string()));
+                unavailable.push(Error::DeadLetterUnavailable {
+                    message: e.to_string(),
+                    transient: e.is_transient(),
+                });
                 last_known.flatten()
             }
         },

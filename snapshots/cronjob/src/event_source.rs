@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext,
+    Capabilities, Container, EnvVar, EnvVarSource, LocalObjectReference, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::apis::Trigger;
@@ -51,9 +51,23 @@ const POD_UID: &str = "$(POD_UID)";
 const START_MARGIN_SECONDS: i64 = 30;
 /// Environment variable holding this controller's image, which the CronJob runs.
 pub const IMAGE_ENV: &str = "CONTROLLER_IMAGE";
+/// Environment variable naming the Secrets (comma-separated) the CronJob's
+/// pods pull that image with, from a private registry.
+pub const PULL_SECRETS_ENV: &str = "IMAGE_PULL_SECRETS";
+/// Longest container argument: Linux refuses one over 128 KiB
+/// (`MAX_ARG_STRLEN`), and the payload is one.
+const MAX_ARG: usize = 120 * 1024;
 
 /// Keeps one CronJob per trigger.
 pub struct CronJobs;
+
+/// The image the CronJob's pods run, and how they pull it.
+#[derive(Clone, Debug, Default)]
+pub struct PodImage {
+    pub image: String,
+    /// Names of Secrets in the trigger's namespace.
+    pub pull_secrets: Vec<String>,
+}
 
 impl Objects for CronJobs {
     fn apply<'a>(
@@ -69,7 +83,14 @@ impl Objects for CronJobs {
                     format!("{IMAGE_ENV} is not set: the CronJob runs the controller's own image"),
                 )
             })?;
-            apply(client, trigger, targets.first(), &image).await
+            let pull_secrets = std::env::var(PULL_SECRETS_ENV)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            apply(client, trigger, targets.first(), &PodImage { image, pull_secrets }).await
         })
     }
 }
@@ -79,7 +100,7 @@ pub async fn apply(
     client: &Client,
     trigger: &Trigger,
     target: Option<&Target>,
-    image: &str,
+    image: &PodImage,
 ) -> Result<String, ObjectsError> {
     let ns = trigger
         .namespace()
@@ -94,9 +115,17 @@ pub async fn apply(
         if existing.is_none() {
             return Ok("no CronJob: there is no function to call".to_owned());
         }
-        match api.delete(&name, &DeleteParams::background()).await {
+        // Only the object that was checked: not one created under the same name since.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: existing.as_ref().and_then(|e| e.uid()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&name, &params).await {
             Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
         return Ok(format!("CronJob {name} deleted: there is no function to call"));
@@ -122,13 +151,14 @@ pub fn cronjob_name(trigger: &Trigger) -> Result<String, ObjectsError> {
 
 /// Refuse a CronJob that this trigger does not control.
 fn ensure_ours(existing: &CronJob, trigger: &Trigger) -> Result<(), ObjectsError> {
+    // The owner reference with the trigger's UID is the proof; the
+    // `created-by` label is put back by the next apply if someone removed it.
     let uid = trigger.uid();
     let controlled = existing
         .owner_references()
         .iter()
         .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref());
-    let created = existing.labels().get(CREATED_BY.0).map(String::as_str) == Some(CREATED_BY.1);
-    if controlled && created {
+    if controlled {
         Ok(())
     } else {
         Err(ObjectsError::new(
@@ -142,7 +172,12 @@ fn ensure_ours(existing: &CronJob, trigger: &Trigger) -> Result<(), ObjectsError
 }
 
 /// The CronJob that calls `target` on the trigger's schedule.
-pub fn desired(trigger: &Trigger, name: &str, target: &Target, image: &str) -> Result<CronJob, ObjectsError> {
+pub fn desired(
+    trigger: &Trigger,
+    name: &str,
+    target: &Target,
+    image: &PodImage,
+) -> Result<CronJob, ObjectsError> {
     let owner = trigger.controller_owner_ref(&()).ok_or_else(|| {
         ObjectsError::new("MissingUid", "the trigger has no UID yet, so nothing can be owned by it")
     })?;
@@ -161,6 +196,13 @@ pub fn desired(trigger: &Trigger, name: &str, target: &Target, image: &str) -> R
         dead_letter: target.dead_letter.clone(),
         event_namespace: Some(EVENT_NAMESPACE.to_owned()),
     };
+    let args = container_args(&send);
+    if args.iter().any(|a| a.len() > MAX_ARG) {
+        return Err(ObjectsError::new(
+            "PayloadTooLarge",
+            format!("the payload is passed to the pod as an argument, which must stay under {MAX_ARG} bytes"),
+        ));
+    }
     let deadline =
         i64::try_from(send.deadline().as_secs()).unwrap_or(i64::MAX).saturating_add(START_MARGIN_SECONDS);
     let quantities = |cpu: &str, memory: &str| {
@@ -171,8 +213,11 @@ pub fn desired(trigger: &Trigger, name: &str, target: &Target, image: &str) -> R
     };
     let container = Container {
         name: "trigger".to_owned(),
-        image: Some(image.to_owned()),
-        args: Some(container_args(&send)),
+        image: Some(image.image.clone()),
+        // As the controller's Deployment: a `:latest` image may differ between
+        // nodes; pin images by tag or digest.
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        args: Some(args),
         env: Some(vec![EnvVar {
             name: "POD_UID".to_owned(),
             value_from: Some(EnvVarSource {
@@ -205,6 +250,9 @@ pub fn desired(trigger: &Trigger, name: &str, target: &Target, image: &str) -> R
     let pod = PodSpec {
         containers: vec![container],
         restart_policy: Some("Never".to_owned()),
+        image_pull_secrets: (!image.pull_secrets.is_empty()).then(|| {
+            image.pull_secrets.iter().map(|name| LocalObjectReference { name: name.clone() }).collect()
+        }),
         automount_service_account_token: Some(false),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
@@ -227,7 +275,6 @@ pub fn desired(trigger: &Trigger, name: &str, target: &Target, image: &str) -> R
         },
         spec: Some(CronJobSpec {
             schedule: trigger.spec.schedule.clone(),
-            suspend: Some(false),
             successful_jobs_history_limit: Some(3),
             failed_jobs_history_limit: Some(1),
             job_template: JobTemplateSpec {
@@ -267,6 +314,10 @@ mod tests {
     type ApiServer = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
     const IMAGE: &str = "kubeless/cronjob-trigger-controller:1.0.0";
+
+    fn image() -> PodImage {
+        PodImage { image: IMAGE.to_owned(), pull_secrets: vec!["registry".to_owned()] }
+    }
     const PATH: &str = "/apis/batch/v1/namespaces/default/cronjobs/nightly";
 
     fn trigger(payload: Option<Value>) -> Trigger {
@@ -334,7 +385,7 @@ mod tests {
     fn the_cronjob_calls_the_function_from_the_controller_image_with_the_original_headers() {
         let payload = json!({ "report": "daily", "price": "$(HOME) $5" });
         let cronjob =
-            desired(&trigger(Some(payload.clone())), "nightly", &target("60"), IMAGE).expect("cronjob");
+            desired(&trigger(Some(payload.clone())), "nightly", &target("60"), &image()).expect("cronjob");
         record("with-payload", &cronjob);
         let value = serde_json::to_value(&cronjob).expect("json");
         assert_eq!(value["apiVersion"], "batch/v1");
@@ -362,6 +413,9 @@ mod tests {
         assert_eq!(pod["automountServiceAccountToken"], false);
         let container = &pod["containers"][0];
         assert_eq!(container["image"], IMAGE);
+        assert_eq!(container["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(pod["imagePullSecrets"], json!([{ "name": "registry" }]));
+        assert!(spec.get("suspend").is_none(), "left to the operator: `kubectl patch` can suspend it");
         assert!(container.get("command").is_none(), "the image's entrypoint is the controller");
         assert_eq!(container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.uid");
 
@@ -381,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_pods_meet_the_restricted_pod_security_standard() {
-        let cronjob = desired(&trigger(None), "nightly", &target("180"), IMAGE).expect("cronjob");
+        let cronjob = desired(&trigger(None), "nightly", &target("180"), &image()).expect("cronjob");
         record("without-payload", &cronjob);
         let value = serde_json::to_value(&cronjob).expect("json");
         let pod = &value["spec"]["jobTemplate"]["spec"]["template"]["spec"];
@@ -414,7 +468,7 @@ mod tests {
             assert_eq!(body["spec"]["schedule"], "*/5 * * * *");
             send.send_response(respond(&body));
         });
-        let message = apply(&client, &trigger(None), Some(&target("30")), IMAGE).await.expect("applied");
+        let message = apply(&client, &trigger(None), Some(&target("30")), &image()).await.expect("applied");
         assert_eq!(message, "CronJob nightly calls hello on schedule \"*/5 * * * *\"");
         tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
     }
@@ -422,7 +476,7 @@ mod tests {
     #[tokio::test]
     async fn a_changed_trigger_updates_its_own_cronjob() {
         let (client, mut api) = mock();
-        let ours = desired(&trigger(None), "nightly", &target("30"), IMAGE).expect("cronjob");
+        let ours = desired(&trigger(None), "nightly", &target("30"), &image()).expect("cronjob");
         let server = tokio::spawn(async move {
             let (_, send) = api.next_request().await.expect("get");
             send.send_response(respond(&serde_json::to_value(&ours).expect("json")));
@@ -432,7 +486,7 @@ mod tests {
             assert_eq!(body["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"], 3 * 125 + 1 + 30);
             send.send_response(respond(&body));
         });
-        apply(&client, &trigger(None), Some(&target("120")), IMAGE).await.expect("applied");
+        apply(&client, &trigger(None), Some(&target("120")), &image()).await.expect("applied");
         tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
     }
 
@@ -441,9 +495,9 @@ mod tests {
         for (labels, owners) in [
             (json!({ "created-by": "kubeless" }), json!([])),
             (
-                json!({}),
+                json!({ "created-by": "kubeless" }),
                 json!([{ "apiVersion": "kubeless.io/v1beta1", "kind": "CronJobTrigger", "name": "nightly",
-                                  "uid": "6a1f0c4e-5d2b-4c6f-9a53-0f3c2d1e8b7a", "controller": true }]),
+                                  "uid": "6a1f0c4e-5d2b-4c6f-9a53-0f3c2d1e8b7a" }]),
             ),
             (
                 json!({ "created-by": "kubeless" }),
@@ -462,7 +516,7 @@ mod tests {
                 assert!(api.next_request().await.is_none(), "nothing is written");
             });
             let error =
-                apply(&client, &trigger(None), Some(&target("30")), IMAGE).await.expect_err("refused");
+                apply(&client, &trigger(None), Some(&target("30")), &image()).await.expect_err("refused");
             assert_eq!(error.reason, "ConflictingCronJob");
             assert!(!error.transient);
             drop(client);
@@ -473,7 +527,7 @@ mod tests {
     #[tokio::test]
     async fn without_a_function_its_cronjob_is_deleted() {
         let (client, mut api) = mock();
-        let ours = desired(&trigger(None), "nightly", &target("30"), IMAGE).expect("cronjob");
+        let ours = desired(&trigger(None), "nightly", &target("30"), &image()).expect("cronjob");
         let server = tokio::spawn(async move {
             let (_, send) = api.next_request().await.expect("get");
             send.send_response(respond(&serde_json::to_value(&ours).expect("json")));
@@ -483,9 +537,18 @@ mod tests {
                 &json!({ "apiVersion": "v1", "kind": "Status", "status": "Success" }),
             ));
         });
-        let message = apply(&client, &trigger(None), None, IMAGE).await.expect("deleted");
+        let message = apply(&client, &trigger(None), None, &image()).await.expect("deleted");
         assert_eq!(message, "CronJob nightly deleted: there is no function to call");
         tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+    }
+
+    #[test]
+    fn a_payload_too_large_for_an_argument_is_reported() {
+        let huge = json!({ "blob": "$".repeat(MAX_ARG / 2 + 1) });
+        let error = desired(&trigger(Some(huge)), "nightly", &target("30"), &image()).expect_err("too large");
+        assert_eq!(error.reason, "PayloadTooLarge");
+        let fits = json!({ "blob": "x".repeat(MAX_ARG / 2) });
+        assert!(desired(&trigger(Some(fits)), "nightly", &target("30"), &image()).is_ok());
     }
 
     #[test]

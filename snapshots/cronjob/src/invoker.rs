@@ -95,9 +95,6 @@ pub fn event_time() -> String {
     k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S%.f +0000 UTC").to_string()
 }
 
-/// The `event-topic` value: the topic's UTF-8 bytes, which HTTP carries as
-/// they are. A topic with control characters cannot be a header value: the
-/// event is still delivered, without the header.
 /// `event-id`: the event's id, or a random one when the source set an id
 /// that cannot be a header value.
 fn id_header(id: &str) -> HeaderValue {
@@ -107,6 +104,9 @@ fn id_header(id: &str) -> HeaderValue {
     })
 }
 
+/// The `event-topic` value: the topic's UTF-8 bytes, which HTTP carries as
+/// they are. A topic with control characters cannot be a header value: the
+/// event is still delivered, without the header.
 fn topic_header(topic: &str) -> Option<HeaderValue> {
     let value = HeaderValue::from_bytes(topic.as_bytes()).ok();
     if value.is_none() {

@@ -28,8 +28,8 @@ pub enum Error {
     Status { url: String, status: http::StatusCode },
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("dead letter unavailable: {0}")]
-    DeadLetterUnavailable(String),
+    #[error("dead letter unavailable: {message}")]
+    DeadLetterUnavailable { message: String, transient: bool },
     #[error("events for {url} lost before delivery: {cause}")]
     Lost { url: String, cause: String },
     #[error("{0}")]
@@ -51,7 +51,7 @@ impl Error {
             | Error::Timeout { .. }
             | Error::Status { .. } => "DeliveryFailed",
             Error::Config(_) => "InvalidConfiguration",
-            Error::DeadLetterUnavailable(_) => "DeadLetterUnavailable",
+            Error::DeadLetterUnavailable { .. } => "DeadLetterUnavailable",
             Error::Lost { .. } => "EventsLost",
             Error::Objects(e) => e.reason,
         }
@@ -65,6 +65,7 @@ impl Error {
         match self {
             Error::Kube(_) | Error::ApiTimeout(_) => true,
             Error::Objects(e) => e.transient,
+            Error::DeadLetterUnavailable { transient, .. } => *transient,
             _ => false,
         }
     }

@@ -24,7 +24,7 @@ use k8s_openapi::api::networking::v1::{
     IngressSpec, IngressTLS, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::apis::Trigger;
@@ -77,9 +77,17 @@ pub async fn apply(
         if existing.is_none() {
             return Ok("no Ingress: there is no function to route to".to_owned());
         }
-        match api.delete(&name, &DeleteParams::background()).await {
+        // Only the object that was checked: not one created under the same name since.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: existing.as_ref().and_then(|e| e.uid()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&name, &params).await {
             Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
         return Ok(format!("Ingress {name} deleted: there is no function to route to"));
@@ -91,13 +99,14 @@ pub async fn apply(
 
 /// Refuse an Ingress that this trigger does not control.
 fn ensure_ours(existing: &Ingress, trigger: &Trigger) -> Result<(), ObjectsError> {
+    // The owner reference with the trigger's UID is the proof; the
+    // `created-by` label is put back by the next apply if someone removed it.
     let uid = trigger.uid();
     let controlled = existing
         .owner_references()
         .iter()
         .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref());
-    let created = existing.labels().get(CREATED_BY.0).map(String::as_str) == Some(CREATED_BY.1);
-    if controlled && created {
+    if controlled {
         Ok(())
     } else {
         Err(ObjectsError::new(
