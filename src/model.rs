@@ -58,6 +58,8 @@ pub struct SourceModel {
     pub dependencies: &'static [String],
     pub build_packages: &'static [String],
     pub env: &'static [EnvVar],
+    /// Mount path of the controller's optional Secret, if the source reads files from it.
+    pub secret_volume: Option<&'static str>,
     /// Extra RBAC rules, each list as a jsonnet array literal.
     pub rbac: Vec<RuleModel>,
     pub examples: Examples,
@@ -97,6 +99,7 @@ impl SourceModel {
                 dependencies: &m.dependencies,
                 build_packages: &m.build_packages,
                 env: &m.env,
+                secret_volume: m.secret_volume.as_deref(),
                 rbac: m.rbac.iter().map(RuleModel::of).collect(),
                 examples: m.examples.clone(),
                 readme: Some(&m.readme),
@@ -107,6 +110,7 @@ impl SourceModel {
                 dependencies: &[],
                 build_packages: &[],
                 env: &[],
+                secret_volume: None,
                 rbac: Vec::new(),
                 examples: skeleton_examples(&spec.source),
                 readme: None,

@@ -51,6 +51,10 @@ pub struct Manifest {
     /// Environment variables of the controller container (and README rows).
     #[serde(default)]
     pub env: Vec<EnvVar>,
+    /// Where the controller's optional Secret (named like the controller) is
+    /// mounted, for sources that read files from it (TLS certificates).
+    #[serde(default)]
+    pub secret_volume: Option<String>,
     /// Extra RBAC rules of the controller, as Kubernetes `PolicyRule`s.
     #[serde(default)]
     pub rbac: Vec<Rule>,
@@ -82,6 +86,10 @@ pub struct EnvVar {
     /// The value is the controller's own image (for objects that run it).
     #[serde(default)]
     pub image: bool,
+    /// The value comes from the controller's optional Secret (named like the
+    /// controller), under the variable's name: credentials stay out of the manifest.
+    #[serde(default)]
+    pub secret: bool,
     pub description: String,
 }
 
@@ -334,8 +342,8 @@ mod tests {
             assert_eq!(source.manifest.is_some(), !source.files.is_empty(), "{}", source.name);
             for env in source.manifest.iter().flat_map(|m| &m.env) {
                 assert!(
-                    !env.image || env.value.is_empty(),
-                    "{}: {} has both a value and `image: true`",
+                    u8::from(env.image) + u8::from(env.secret) + u8::from(!env.value.is_empty()) <= 1,
+                    "{}: {} takes one of a value, `image: true` or `secret: true`",
                     source.name,
                     env.name
                 );
