@@ -222,3 +222,23 @@ fn a_lock_from_another_build_is_not_trusted() {
     check(&dir).success();
     cli().args(["check", "--full"]).arg(&dir).assert().success();
 }
+
+/// Switching a built-in source off (or on) changes what `src/event_source.rs`
+/// was scaffolded from: `generate` keeps the user's file and says so, and
+/// `update` brings the new scaffold in.
+#[test]
+fn a_changed_scaffold_is_flagged_by_generate_and_merged_by_update() {
+    let (_tmp, dir) = repo();
+    append(&dir, "trigger.yaml", "builtIn: false\n");
+    cli()
+        .arg("generate")
+        .arg(&dir)
+        .assert()
+        .success()
+        .stdout(contains("kept (run update)").and(contains("src/event_source.rs")))
+        .stdout(contains("`kubeless-trigger update` merges"));
+    assert!(read(&dir, "src/event_source.rs").contains("async_nats"), "generate keeps the user's file");
+    cli().arg("update").arg(&dir).assert().success();
+    assert!(read(&dir, "src/event_source.rs").contains("event source is a skeleton"));
+    cli().arg("generate").arg(&dir).assert().success().stdout(contains("kept (run update)").not());
+}
