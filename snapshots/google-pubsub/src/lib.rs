@@ -12,7 +12,7 @@
 //! - [`metrics`], [`server`]: Prometheus metrics, `/healthz`, `/readyz`, `/metrics`.
 //! - [`source`]: what an event source gives the runtime: a stream, or objects.
 //! - [`send`]: `send-event`, one event sent from a pod (object sources' pods run it).
-//! - [`event_source`]: the google-pubsub consumer itself (yours to write).
+//! - [`event_source`]: the google-pubsub event source itself (yours to write).
 
 pub mod apis;
 pub mod config;

@@ -12,7 +12,7 @@
 //! - [`metrics`], [`server`]: Prometheus metrics, `/healthz`, `/readyz`, `/metrics`.
 //! - [`source`]: what an event source gives the runtime: a stream, or objects.
 //! - [`send`]: `send-event`, one event sent from a pod (object sources' pods run it).
-//! - [`event_source`]: the nats consumer itself (yours to write).
+//! - [`event_source`]: the nats event source itself (built in; yours to change).
 
 pub mod apis;
 pub mod config;
