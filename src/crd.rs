@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
 use crate::model::Model;
+use crate::spec::Association;
 
 /// LabelSelector's schema as k8s-openapi 0.29 (feature `schemars`) and kube 5 emit it.
 const LABEL_SELECTOR: &str = include_str!("schemas/label_selector.json");
@@ -99,19 +100,19 @@ pub fn build(model: &Model) -> CustomResourceDefinition {
 fn spec_schema(model: &Model) -> Value {
     let mut properties: BTreeMap<String, Value> =
         model.fields.iter().map(|f| (f.json_name.clone(), f.schema.clone())).collect();
-    let association = match model.association {
-        "selector" => {
+    let association = match model.association.kind {
+        Association::Selector => {
             let mut s: Value = serde_json::from_str(LABEL_SELECTOR).expect("fixture is JSON");
-            s["description"] = json!(model.association_description);
+            s["description"] = json!(model.association.description);
             s
         }
-        _ => json!({"type": "string", "description": model.association_description}),
+        Association::Function => json!({"type": "string", "description": model.association.description}),
     };
-    properties.insert(model.association_field.to_owned(), association);
+    properties.insert(model.association.field.to_owned(), association);
     properties.insert(DELIVERY_FIELD.to_owned(), serde_json::from_str(DELIVERY).expect("fixture is JSON"));
     let mut required: Vec<String> =
         model.fields.iter().filter(|f| f.required).map(|f| f.json_name.clone()).collect();
-    required.push(model.association_field.to_owned());
+    required.push(model.association.field.to_owned());
     required.sort();
     json!({
         "description": model.spec_description,

@@ -19,14 +19,8 @@ pub struct Model {
     pub description: String,
     /// Description of the trigger's `spec`.
     pub spec_description: String,
-    /// `selector` or `function`.
-    pub association: &'static str,
-    /// `functionSelector` or `functionName`.
-    pub association_field: &'static str,
-    /// Description of the association field.
-    pub association_description: &'static str,
-    /// The association field in Rust.
-    pub association_rust: AssociationRust,
+    /// How a trigger names its functions, as every output spells it.
+    pub association: AssociationModel,
     pub fields: Vec<FieldModel>,
     pub enums: Vec<EnumModel>,
     pub columns: Vec<Column>,
@@ -130,6 +124,40 @@ fn skeleton_examples(source: &str) -> Examples {
         publish: vec![format!(
             "@echo \"examples/Makefile: write the publish recipe for {source}: send {{\\\"payload\\\": \\\"$(TOKEN)\\\"}} to the trigger's source\" >&2; exit 1"
         )],
+    }
+}
+
+/// The association field: decided once here, placed by the templates and
+/// the CRD builder.
+#[derive(Debug, Serialize)]
+pub struct AssociationModel {
+    #[serde(skip)]
+    pub kind: Association,
+    /// `functionSelector` or `functionName`.
+    pub field: &'static str,
+    /// Its description (doc comment, schema, README).
+    pub description: &'static str,
+    /// Its type in the README's field table.
+    pub table_type: &'static str,
+    /// The field in Rust.
+    pub rust: AssociationRust,
+}
+
+impl AssociationModel {
+    fn of(association: Association) -> AssociationModel {
+        let (description, table_type, rust) = match association {
+            Association::Selector => (
+                "Label selector of the functions, in the trigger's namespace, that receive every event.",
+                "label selector",
+                AssociationRust { field: association.rust_field(), ty: "LabelSelector", variant: "Selector" },
+            ),
+            Association::Function => (
+                "Name of the function, in the trigger's namespace, that receives every event.",
+                "`String`",
+                AssociationRust { field: association.rust_field(), ty: "String", variant: "Name" },
+            ),
+        };
+        AssociationModel { kind: association, field: association.field_name(), description, table_type, rust }
     }
 }
 
@@ -238,24 +266,7 @@ impl Model {
                 "Desired state of a {}: the event source settings and the functions to call.",
                 names.kind
             ),
-            association: spec.association.as_str(),
-            association_field: spec.association.field_name(),
-            association_description: match spec.association {
-                Association::Selector => {
-                    "Label selector of the functions, in the trigger's namespace, that receive every event."
-                }
-                Association::Function => {
-                    "Name of the function, in the trigger's namespace, that receives every event."
-                }
-            },
-            association_rust: match spec.association {
-                Association::Selector => {
-                    AssociationRust { field: "function_selector", ty: "LabelSelector", variant: "Selector" }
-                }
-                Association::Function => {
-                    AssociationRust { field: "function_name", ty: "String", variant: "Name" }
-                }
-            },
+            association: AssociationModel::of(spec.association),
             ci: "travis",
             source: SourceModel::of(spec),
             names,

@@ -99,6 +99,14 @@ impl Association {
         }
     }
 
+    /// The association field's name in the generated Rust.
+    pub fn rust_field(self) -> &'static str {
+        match self {
+            Association::Selector => "function_selector",
+            Association::Function => "function_name",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Association::Selector => "selector",

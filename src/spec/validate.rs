@@ -137,7 +137,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             p.push(Problem::new(format!("{at}.name"), format!("duplicate field name {:?}", field.name)));
         }
         let rust = field.rust_name.clone().unwrap_or_else(|| names::rust_field_name(&field.name));
-        if ["function_selector", "function_name"].contains(&rust.as_str()) {
+        if Association::ALL.iter().any(|a| a.rust_field() == rust) {
             p.push(Problem::new(
                 format!("{at}.rustName"),
                 format!("Rust name {rust:?} is the association field's; choose another `rustName`"),
