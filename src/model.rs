@@ -623,3 +623,65 @@ fn example_values(spec: &Spec) -> Vec<(String, String)> {
     out.push((spec.association.field_name().to_owned(), association.to_string()));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A field from its spec-file YAML.
+    fn field(yaml: &str) -> Field {
+        serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
+    }
+
+    #[test]
+    fn each_declaration_has_its_rust_type() {
+        let table = [
+            ("{name: a, type: string, required: true}", "String"),
+            ("{name: a, type: string}", "Option<String>"),
+            ("{name: a, type: string, default: x}", "String"),
+            ("{name: a, type: integer}", "Option<i64>"),
+            ("{name: a, type: number, default: 1.5}", "f64"),
+            ("{name: a, type: boolean, default: false}", "bool"),
+            ("{name: a, type: enum, values: [x, y], required: true}", "NATSTriggerA"),
+            ("{name: a, type: list, items: integer}", "Option<Vec<i64>>"),
+            ("{name: a, type: list, default: []}", "Vec<String>"),
+            ("{name: a, type: map}", "Option<BTreeMap<String, String>>"),
+            ("{name: a, type: object}", "Option<serde_json::Value>"),
+            ("{name: a, type: secretKeyRef, required: true}", "SecretKeyRef"),
+        ];
+        for (yaml, expected) in table {
+            assert_eq!(rust_type("NATSTrigger", &field(yaml)), expected, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn each_default_becomes_the_rust_expression_of_its_type() {
+        let table = [
+            ("{name: a, type: string, default: \"x \\\"y\\\"\"}", "\"x \\\"y\\\"\".to_owned()"),
+            ("{name: a, type: integer, default: -3}", "-3"),
+            ("{name: a, type: number, default: 2}", "2.0"),
+            ("{name: a, type: boolean, default: true}", "true"),
+            ("{name: a, type: enum, values: [at-least-once], default: at-least-once}", "Mode::AtLeastOnce"),
+            ("{name: a, type: list, items: number, default: [1, 0.5]}", "vec![1.0, 0.5]"),
+            ("{name: a, type: list, default: []}", "Vec::new()"),
+            (
+                "{name: a, type: map, default: {b: \"2\", a: \"1\"}}",
+                "BTreeMap::from([(\"a\".to_owned(), \"1\".to_owned()), (\"b\".to_owned(), \"2\".to_owned())])",
+            ),
+            ("{name: a, type: map, default: {}}", "BTreeMap::new()"),
+        ];
+        for (yaml, expected) in table {
+            let f = field(yaml);
+            let default = f.default.clone().expect("a default");
+            assert_eq!(default_expr(&f, &default, "Mode"), expected, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn a_number_default_is_serialized_as_kube_serializes_the_float() {
+        assert_eq!(default_json(&field("{name: a, type: number, default: 2}"), &json!(2)), json!(2.0));
+        assert_eq!(default_json(&field("{name: a, type: integer, default: 2}"), &json!(2)), json!(2));
+        let list = field("{name: a, type: list, items: number, default: [1]}");
+        assert_eq!(default_json(&list, &json!([1])), json!([1.0]));
+    }
+}
