@@ -290,9 +290,8 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
                 ctx.consumers.sync(&ns, &name, &trigger.spec, Vec::new()).await;
             }
             let functions = ctx.consumers.functions_of(&ns, &name);
-            let condition = ready_condition(&trigger, "False", e.reason(), &e.to_string());
-            write_status(&ctx, &trigger, functions, condition).await?;
-            publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", e.reason(), e.to_string());
+            report(&ctx, &trigger, functions, ("", String::new()), vec![(e.reason(), e.to_string())], "")
+                .await?;
             return Err(e);
         }
     };
@@ -309,19 +308,8 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
             problems.push(("ConsumerRestarting", problem));
         }
     }
-    let condition = match problems.first() {
-        None => ready_condition(&trigger, "True", "Delivering", &ready_message(&functions, mode)),
-        Some((reason, _)) => {
-            let problems: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
-            let message =
-                format!("{}; not delivering: {}", ready_message(&functions, mode), problems.join("; "));
-            publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", reason, message.clone());
-            ready_condition(&trigger, "False", reason, &message)
-        }
-    };
-    let healthy = problems.is_empty();
-    write_status(&ctx, &trigger, functions, condition).await?;
-    Ok(Action::requeue(if healthy { ctx.config.requeue } else { RETRY }))
+    let summary = ready_message(&functions, mode);
+    report(&ctx, &trigger, functions, ("Delivering", summary), problems, "not delivering: ").await
 }
 
 /// Have the source bring the trigger's objects in line with its resolved
@@ -336,20 +324,17 @@ async fn apply_objects(
     let resolved = match resolve(&trigger, &ns, &ctx).await {
         Ok(resolved) => resolved,
         Err(e) => {
-            let condition = ready_condition(&trigger, "False", e.reason(), &e.to_string());
-            write_status(&ctx, &trigger, Vec::new(), condition).await?;
-            publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", e.reason(), e.to_string());
+            report(&ctx, &trigger, Vec::new(), ("", String::new()), vec![(e.reason(), e.to_string())], "")
+                .await?;
             return Err(e);
         }
     };
     if let Some(e) = resolved.failures.iter().find(|e| e.is_transient()) {
         // A function's Service could not be looked up: the objects stay as
         // they are (no target is not the same as a missing function).
-        let message = format!("objects left as they are: {e}");
-        let condition = ready_condition(&trigger, "False", e.reason(), &message);
-        write_status(&ctx, &trigger, resolved_names(&resolved), condition).await?;
-        publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", e.reason(), message);
-        return Ok(Action::requeue(RETRY));
+        let problem = (e.reason(), format!("objects left as they are: {e}"));
+        let functions = resolved.functions.iter().map(|f| f.name_any()).collect();
+        return report(&ctx, &trigger, functions, ("", String::new()), vec![problem], "").await;
     }
     let targets: Vec<Target> = resolved
         .desired
@@ -367,7 +352,7 @@ async fn apply_objects(
         .collect();
     let functions: Vec<String> = targets.iter().map(|t| t.function.name_any()).collect();
     let applied = objects.apply(&ctx.client, &trigger, &targets).await.map_err(Error::Objects);
-    let mut problems: Vec<(&str, String)> =
+    let mut problems: Vec<(&'static str, String)> =
         resolved.failures.iter().map(|e| (e.reason(), e.to_string())).collect();
     if resolved.functions.is_empty() {
         let wanted = match trigger.spec.functions() {
@@ -383,28 +368,34 @@ async fn apply_objects(
             String::new()
         }
     };
-    let condition = match problems.first() {
-        None => ready_condition(&trigger, "True", "Reconciled", &message),
-        Some((reason, _)) => {
-            let problems: Vec<&str> = problems.iter().map(|(_, p)| p.as_str()).collect();
-            let message = [message.as_str(), &problems.join("; ")]
-                .into_iter()
-                .filter(|m| !m.is_empty())
-                .collect::<Vec<_>>()
-                .join("; ");
-            publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", reason, message.clone());
-            ready_condition(&trigger, "False", reason, &message)
-        }
-    };
-    let healthy = problems.is_empty();
-    write_status(&ctx, &trigger, functions, condition).await?;
+    let action = report(&ctx, &trigger, functions, ("Reconciled", message), problems, "").await?;
     applied?;
-    Ok(Action::requeue(if healthy { ctx.config.requeue } else { RETRY }))
+    Ok(action)
 }
 
-/// The names of the functions a trigger resolved to.
-fn resolved_names(resolved: &Resolved) -> Vec<String> {
-    resolved.functions.iter().map(|f| f.name_any()).collect()
+/// Say in the status what a reconcile came to: Ready `True` with `ok`'s
+/// reason and message when there is no problem; else `False` with the first
+/// problem's reason, the summary (when there is one), `prefix` and every
+/// problem, and a Warning Event. Returns when to look again.
+async fn report(
+    ctx: &Context,
+    trigger: &Trigger,
+    functions: Vec<String>,
+    (ok_reason, summary): (&str, String),
+    problems: Vec<(&'static str, String)>,
+    prefix: &str,
+) -> Result<Action> {
+    let condition = match problems.first() {
+        None => ready_condition(trigger, "True", ok_reason, &summary),
+        Some((reason, _)) => {
+            let list = problems.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>().join("; ");
+            let message = if summary.is_empty() { list } else { format!("{summary}; {prefix}{list}") };
+            publish_warning(&ctx.recorder, trigger.object_ref(&()), "Reconcile", reason, message.clone());
+            ready_condition(trigger, "False", reason, &message)
+        }
+    };
+    write_status(ctx, trigger, functions, condition).await?;
+    Ok(Action::requeue(if problems.is_empty() { ctx.config.requeue } else { RETRY }))
 }
 
 /// Write the trigger's status by server-side apply: every field is sent, so
