@@ -28,7 +28,7 @@ pub const TYPE_NAMES: &[&str] = &[
     "BackoffPolicy", "Body", "BoxFuture", "Bytes", "CancellationToken", "Client", "Config", "ConsumerContext",
     "ConsumerKey", "Consumers", "Context", "Controller", "Counter", "DeadLetter", "DeadLetterTarget",
     "DeliveryMode", "DeliverySpec", "Desired", "Duration", "EnvFilter", "Error", "Event", "EventType",
-    "FailureReporter", "FinalizerEvent", "FromStr", "Full", "FunctionRef", "HashMap", "HeaderValue", "Health",
+    "FailureReporter", "FinalizerEvent", "FromStr", "Full", "FunctionRef", "FunctionUrl", "HashMap", "HeaderValue", "Health",
     "Histogram", "HttpConnector", "Infallible", "Instant", "Invoker", "IsTerminal", "JoinHandle", "KubeEvent",
     "ListParams", "LogFormat", "Method", "Metrics", "Mutex", "Notify", "ObjectRef", "ObjectReference",
     "Ordering", "Outcome", "Patch", "PatchParams", "Recorder", "Registry", "Reporter", "Request", "Resolved",
