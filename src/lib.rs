@@ -4,6 +4,7 @@
 //! `inputs`/`prompt` → `spec` → `names` → `model` → `render` (+ `crd`) → `plan` → `apply`.
 
 pub mod apply;
+pub mod cargo_lock;
 pub mod check;
 pub mod cli;
 pub mod crd;

@@ -9,7 +9,7 @@ use crate::lock::{LOCK_FILE, Lock};
 use crate::model::Model;
 use crate::plan::{Plan, PlannedFile, has_one_header};
 use crate::spec::Spec;
-use crate::{crd, model, runtime, sources};
+use crate::{cargo_lock, crd, model, runtime, sources};
 
 /// The generated repository's tree, one `.tera` file per output file.
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
@@ -32,6 +32,8 @@ pub enum RenderError {
         CRD_CAP / 1024
     )]
     CrdTooLarge { size: usize },
+    #[error("the Cargo.lock template: {0}")]
+    CargoLock(#[from] cargo_lock::TemplateError),
 }
 
 /// Largest CRD written: `kubectl apply` (the generated Makefile, README and
@@ -56,8 +58,14 @@ pub fn templates_hash() -> &'static str {
         inputs.push(("runtime/Cargo.toml".to_owned(), runtime::manifest()));
         inputs.extend(sources::all().iter().flat_map(|s| {
             let manifest = s.manifest_text.map(|t| (format!("sources/{}/source.yaml", s.name), t));
-            s.files.iter().map(|(path, text)| (format!("sources/{}/{path}", s.name), *text)).chain(manifest)
+            let lock = s.lock.map(|t| (format!("sources/{}/Cargo.lock", s.name), t));
+            s.files
+                .iter()
+                .map(|(path, text)| (format!("sources/{}/{path}", s.name), *text))
+                .chain(manifest)
+                .chain(lock)
         }));
+        inputs.push(("templates/Cargo.lock".to_owned(), cargo_lock::SKELETON));
         inputs.sort();
         let mut all = String::new();
         for (path, text) in &inputs {
@@ -83,16 +91,20 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     ctx.insert("generated", GENERATED);
     ctx.insert("scaffolded", SCAFFOLDED);
     ctx.insert("tool_version", env!("CARGO_PKG_VERSION"));
+    ctx.insert("rust_version", RUST_VERSION);
     ctx.insert("max_width", &MAX_WIDTH);
     ctx.insert("runtime_dependencies", runtime::manifest_section("dependencies"));
     ctx.insert("runtime_dev_dependencies", runtime::manifest_section("dev-dependencies"));
 
-    // A built-in source's files take the place of the templates of the same path.
+    // A built-in source's files take the place of the templates of the same
+    // path; the CI files are those of the providers the spec names.
     let source_files = sources::built_in(spec).map(|(source, _)| source.files.as_slice()).unwrap_or_default();
-    let replaced =
-        |template: &str| source_files.iter().any(|(path, _)| template.trim_end_matches(".tera") == path);
+    let skipped = |template: &str| {
+        source_files.iter().any(|(path, _)| template.trim_end_matches(".tera") == path)
+            || !model.ci.renders(template)
+    };
     let mut files = Vec::new();
-    for (name, text) in render_templates(&ctx, &replaced)? {
+    for (name, text) in render_templates(&ctx, &skipped)? {
         if !has_one_header(&text) {
             return Err(RenderError::Template {
                 template: name,
@@ -116,6 +128,8 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     }
     files.push(PlannedFile::new(model.names.crd_file.clone(), crd_yaml));
     files.push(PlannedFile::new(SPEC_FILE.into(), spec_file(spec)?));
+    let lock = cargo_lock::for_crate(cargo_lock::template(spec), &model.names.crate_name)?;
+    files.push(PlannedFile::new("Cargo.lock".into(), lock));
     Ok(Plan::new(files))
 }
 
@@ -124,11 +138,11 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
 /// the available cores; each worker owns its own Tera instance.
 fn render_templates(
     ctx: &Context,
-    replaced: &dyn Fn(&str) -> bool,
+    skipped: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<(String, String)>, RenderError> {
     let mut sources = Vec::new();
     collect(&TEMPLATES, &mut sources);
-    sources.retain(|(name, _)| !replaced(name));
+    sources.retain(|(name, _)| !skipped(name));
     sources.sort_by_key(|(_, text)| std::cmp::Reverse(text.len()));
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     let mut shares: Vec<Vec<(String, &'static str)>> = vec![Vec::new(); workers];
@@ -241,6 +255,10 @@ fn spec_file(spec: &Spec) -> Result<String, RenderError> {
          # `kubeless-trigger schema`. {SCAFFOLDED}\n{body}"
     ))
 }
+
+/// The Rust of generated repositories: their `rust-version`, the toolchain
+/// their CI installs and their Dockerfile's build image.
+const RUST_VERSION: &str = "1.89";
 
 /// Rustfmt's `max_width` in generated repositories, written into their rustfmt.toml.
 const MAX_WIDTH: usize = 110;

@@ -17,7 +17,7 @@ use crate::spec::{self, Problem, Spec};
 static FOLDERS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/sources");
 
 /// The folder files that are not copied into generated repositories.
-const FOLDER_FILES: &[&str] = &["source.yaml", "preset.yaml", "harness", "install"];
+const FOLDER_FILES: &[&str] = &["source.yaml", "preset.yaml", "harness", "install", "Cargo.lock"];
 
 /// Header placeholders a source file may start with, as its whole first line,
 /// and the header each stands for (`render::GENERATED` or `render::SCAFFOLDED`).
@@ -142,6 +142,8 @@ pub struct Source {
     pub manifest_text: Option<&'static str>,
     /// `(path in a generated repository, text)` of the files it adds.
     pub files: Vec<(String, &'static str)>,
+    /// `Cargo.lock`: the lock template of its repositories (see `cargo_lock`).
+    pub lock: Option<&'static str>,
 }
 
 /// Every source folder, sorted by name.
@@ -281,7 +283,14 @@ fn load(dir: &'static Dir<'static>) -> Option<Source> {
     let mut files = Vec::new();
     collect(dir, name, &mut files);
     files.sort();
-    Some(Source { name, preset: text("preset.yaml"), manifest, manifest_text, files })
+    Some(Source {
+        name,
+        preset: text("preset.yaml"),
+        manifest,
+        manifest_text,
+        files,
+        lock: text("Cargo.lock"),
+    })
 }
 
 fn collect(dir: &'static Dir<'static>, root: &str, out: &mut Vec<(String, &'static str)>) {
