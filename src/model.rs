@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::names::{self, Names};
 use crate::sources::{self, EnvVar, Examples, Readme, Rule};
-use crate::spec::{Association, Field, FieldType, ScalarType, Spec, example, number};
+use crate::spec::{Association, Ci, Field, FieldType, ScalarType, Spec, example, number};
 
 /// Everything the templates see.
 #[derive(Debug, Serialize)]
@@ -36,9 +36,47 @@ pub struct Model {
     /// A JSON merge patch that changes the example trigger's spec (a new
     /// generation) and keeps it valid, for the update end-to-end test.
     pub update_patch: String,
-    pub ci: &'static str,
+    pub ci: CiModel,
     /// What the source's built-in implementation adds (`sources/<name>/source.yaml`).
     pub source: SourceModel,
+}
+
+/// What the CI files need: which of them exist, and the cluster the
+/// end-to-end job starts (the manifests are validated against its version).
+#[derive(Debug, Serialize)]
+pub struct CiModel {
+    pub github: bool,
+    pub travis: bool,
+    /// The Kubernetes version of the end-to-end cluster, `v` and all.
+    pub kubernetes_version: &'static str,
+    pub minikube_version: &'static str,
+}
+
+/// Kubernetes of the end-to-end cluster: the newest minikube v1.36 starts.
+pub const KUBERNETES_VERSION: &str = "v1.33.1";
+const MINIKUBE_VERSION: &str = "v1.36.0";
+
+impl CiModel {
+    fn of(ci: Ci) -> CiModel {
+        CiModel {
+            github: ci.github(),
+            travis: ci.travis(),
+            kubernetes_version: KUBERNETES_VERSION,
+            minikube_version: MINIKUBE_VERSION,
+        }
+    }
+
+    /// Whether the template at `path` (as in `templates/`) is rendered: the
+    /// CI files only for the providers the spec asks for.
+    pub fn renders(&self, path: &str) -> bool {
+        if path.starts_with("dot-github/") {
+            self.github
+        } else if path.starts_with("dot-travis.yml") {
+            self.travis
+        } else {
+            true
+        }
+    }
 }
 
 /// The source-specific pieces: from the built-in implementation's
@@ -267,7 +305,7 @@ impl Model {
                 names.kind
             ),
             association: AssociationModel::of(spec.association),
-            ci: "travis",
+            ci: CiModel::of(spec.ci.unwrap_or_default()),
             source: SourceModel::of(spec),
             names,
             description,

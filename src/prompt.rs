@@ -7,7 +7,7 @@ use dialoguer::{Confirm, Input, Select};
 use crate::error::CliError;
 use crate::names::Names;
 use crate::sources;
-use crate::spec::{self, Association, Field, FieldType, ScalarType, Spec};
+use crate::spec::{self, Association, Ci, Field, FieldType, ScalarType, Spec};
 
 /// Ask for everything, starting from `start` (a preset or an empty spec),
 /// and return a spec that passed validation and that the user confirmed.
@@ -46,6 +46,18 @@ pub fn run(start: Spec) -> Result<Spec, CliError> {
         .default(usize::from(spec.association == Association::Function))
         .interact()?;
     spec.association = Association::ALL[choice];
+    let choices = [Ci::Both, Ci::Github, Ci::Travis];
+    let current = spec.ci.unwrap_or_default();
+    let choice = Select::with_theme(theme)
+        .with_prompt("CI files")
+        .items([
+            "both: GitHub Actions and Travis CI (.github/workflows/ci.yml, .travis.yml)",
+            "github: GitHub Actions only",
+            "travis: Travis CI only (the Kubeless guide's)",
+        ])
+        .default(choices.iter().position(|c| *c == current).unwrap_or(0))
+        .interact()?;
+    spec.ci = (choices[choice] != Ci::default()).then_some(choices[choice]);
 
     let keep = !spec.fields.is_empty() && {
         eprintln!("Fields from the {} preset:", spec.source);
@@ -76,6 +88,7 @@ pub fn run(start: Spec) -> Result<Spec, CliError> {
         eprintln!("  {label:<12} {value}");
     }
     eprintln!("  {:<12} {}", "association", spec.association.field_name());
+    eprintln!("  {:<12} {}", "ci", spec.ci.unwrap_or_default().as_str());
     eprintln!("  fields:");
     for line in field_lines(&spec.fields) {
         eprintln!("    {line}");

@@ -1,8 +1,9 @@
 //! The non-Rust artifacts of every snapshot repository, checked for what their
-//! own tools cannot see: least-privilege RBAC, a restricted Deployment, and a
-//! Travis file whose jobs use Makefile targets and scripts that exist.
+//! own tools cannot see: least-privilege RBAC, a restricted Deployment, and CI
+//! files (Travis, GitHub Actions) whose jobs use Makefile targets and scripts
+//! that exist, with least privilege and pinned actions.
 //! (scripts/test-all runs the tools themselves: kubernetes-validate, shellcheck,
-//! bats, hadolint, yamllint.) Needs the `jsonnet` binary; without it the tests fail.
+//! bats, hadolint, actionlint, yamllint.) Needs the `jsonnet` binary; without it the tests fail.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -148,9 +149,42 @@ fn make_targets(makefile: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every `make` target and repository script a CI command runs exists (and
+/// the scripts are executable).
+fn assert_commands_exist(dir: &Path, ci: &str, commands: &[String]) {
+    let targets = make_targets(&fs::read_to_string(dir.join("Makefile")).unwrap());
+    for command in commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            if *w == "make" {
+                let named: Vec<&&str> = words[i + 1..].iter().take_while(|a| !a.contains('=')).collect();
+                assert!(!named.is_empty(), "{}: {ci} runs `make` without a target", dir.display());
+                for target in named {
+                    assert!(targets.contains(*target), "{}: {ci} runs `make {target}`", dir.display());
+                }
+            }
+            if let Some(script) = w.strip_prefix("./").or(w.starts_with("script/").then_some(*w)) {
+                let path = dir.join(script);
+                assert!(path.is_file(), "{}: {ci} runs missing {script}", dir.display());
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    assert!(
+                        fs::metadata(&path).unwrap().permissions().mode() & 0o111 != 0,
+                        "{script} is executable"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn travis_has_the_four_jobs_and_uses_targets_and_scripts_that_exist() {
-    for dir in snapshots() {
+    let with_travis: Vec<PathBuf> =
+        snapshots().into_iter().filter(|d| d.join(".travis.yml").is_file()).collect();
+    assert!(!with_travis.is_empty(), "some snapshot has a Travis file");
+    for dir in with_travis {
         let travis: Value =
             serde_saphyr::from_str(&fs::read_to_string(dir.join(".travis.yml")).unwrap()).unwrap();
         let jobs = travis["jobs"]["include"].as_array().unwrap();
@@ -166,13 +200,6 @@ fn travis_has_the_four_jobs_and_uses_targets_and_scripts_that_exist() {
             conditions,
             [("push latest", "branch = main AND type = push"), ("release", "tag IS present")]
         );
-
-        let targets = make_targets(&fs::read_to_string(dir.join("Makefile")).unwrap());
-        for t in
-            ["help", "binary", "test", "update", "manifests", "image", "push", "integration-tests", "lint"]
-        {
-            assert!(targets.contains(t), "{}: Makefile lacks `{t}`", dir.display());
-        }
         let commands: Vec<String> = jobs
             .iter()
             .flat_map(|j| ["before_install", "script", "after_success"].map(|k| j[k].clone()))
@@ -180,29 +207,77 @@ fn travis_has_the_four_jobs_and_uses_targets_and_scripts_that_exist() {
             .flatten()
             .filter_map(|v| v.as_str().map(str::to_owned))
             .collect();
-        assert!(commands.iter().any(|c| c.contains("make test")), "the build job runs the unit tests");
-        for command in &commands {
-            let words: Vec<&str> = command.split_whitespace().collect();
-            for (i, w) in words.iter().enumerate() {
-                if *w == "make" {
-                    let target = words[i + 1..].iter().find(|a| !a.contains('=')).expect("a target");
-                    assert!(targets.contains(*target), "{}: travis runs `make {target}`", dir.display());
-                }
-                if let Some(script) = w.strip_prefix("./") {
-                    let path = dir.join(script);
-                    assert!(path.is_file(), "{}: travis runs missing {script}", dir.display());
-                    #[cfg(unix)]
-                    {
-                        use std::os::unix::fs::PermissionsExt;
-                        assert!(
-                            fs::metadata(&path).unwrap().permissions().mode() & 0o111 != 0,
-                            "{script} is executable"
-                        );
-                    }
-                }
-            }
-        }
+        assert!(commands.iter().any(|c| c.contains("make lint test")), "the build job runs the unit tests");
+        assert!(
+            commands.iter().any(|c| c == "script/install-kubeless-trigger"),
+            "the build job installs the tool"
+        );
+        assert_commands_exist(&dir, "travis", &commands);
     }
+}
+
+#[test]
+fn the_github_workflow_has_the_four_jobs_least_privilege_and_pinned_actions() {
+    let with_github: Vec<PathBuf> =
+        snapshots().into_iter().filter(|d| d.join(".github/workflows/ci.yml").is_file()).collect();
+    assert!(!with_github.is_empty(), "some snapshot has a GitHub workflow");
+    for dir in with_github {
+        let text = fs::read_to_string(dir.join(".github/workflows/ci.yml")).unwrap();
+        let workflow: Value = serde_saphyr::from_str(&text).unwrap();
+        let jobs = workflow["jobs"].as_object().unwrap();
+        let names: Vec<&str> = jobs.keys().map(String::as_str).collect();
+        assert_eq!(names, ["build", "e2e", "push-latest", "release"], "{}", dir.display());
+        assert_eq!(jobs["e2e"]["needs"], "build");
+        for (job, condition) in [
+            ("push-latest", "github.event_name == 'push' && github.ref == 'refs/heads/main'"),
+            ("release", "github.event_name == 'push' && startsWith(github.ref, 'refs/tags/v')"),
+        ] {
+            assert_eq!(jobs[job]["needs"], "e2e", "{job} ships only what e2e tested");
+            assert_eq!(jobs[job]["if"], condition, "{job}");
+        }
+        assert_eq!(workflow["permissions"], json!({ "contents": "read" }), "read-only by default");
+        for (job, body) in jobs {
+            let expected = if job == "release" { json!({ "contents": "write" }) } else { Value::Null };
+            assert_eq!(body["permissions"], expected, "{job}: only the release writes");
+            let uses_secrets = serde_json::to_string(body).unwrap().contains("secrets.");
+            assert_eq!(
+                uses_secrets,
+                job == "push-latest" || job == "release",
+                "{job}: secrets only where it pushes"
+            );
+        }
+        assert_eq!(
+            workflow["concurrency"]["cancel-in-progress"],
+            "${{ !startsWith(github.ref, 'refs/tags/') }}"
+        );
+        for line in text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("- uses:") || l.trim_start().starts_with("uses:"))
+        {
+            assert!(is_pinned(line), "{}: not pinned to a commit with its version: {line}", dir.display());
+        }
+        let steps: Vec<&Value> = jobs.values().flat_map(|j| j["steps"].as_array().unwrap().iter()).collect();
+        let commands: Vec<String> = steps
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .flat_map(|r| r.lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        assert!(commands.iter().any(|c| c.contains("rust-version")), "the toolchain comes from Cargo.toml");
+        assert!(commands.iter().any(|c| c.contains("make lint test binary update CARGO=\"cargo --locked\"")));
+        assert!(commands.iter().any(|c| c == "kubeless-trigger check"));
+        assert_commands_exist(&dir, "the workflow", &commands);
+    }
+}
+
+/// `uses: owner/repo@<40 hex> # v1.2.3`.
+fn is_pinned(line: &str) -> bool {
+    let Some((_, rest)) = line.split_once("uses: ") else { return false };
+    let Some((action, rest)) = rest.split_once('@') else { return false };
+    let Some((sha, comment)) = rest.split_once(" # v") else { return false };
+    action.contains('/')
+        && sha.len() == 40
+        && sha.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        && comment.chars().next().is_some_and(|c| c.is_ascii_digit())
 }
 
 /// The words that start commands in the bats tests' bodies.

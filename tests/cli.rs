@@ -64,6 +64,10 @@ fn new_nats_with_defaults_writes_a_complete_repository() {
         "Dockerfile",
         "Makefile",
         ".travis.yml",
+        ".github/workflows/ci.yml",
+        "Cargo.lock",
+        "script/install-kubeless-trigger",
+        "examples/kubeless-function-crd.yaml",
         "script/libtest.bash",
         "tests/integration-tests-nats.bats",
         "examples/trigger.yaml",
@@ -160,6 +164,46 @@ fn a_spec_file_drives_everything_without_prompts() {
     let types = fs::read_to_string(out.join("src/apis/kubeless/v1beta1/mqtt_trigger.rs")).unwrap();
     assert!(types.contains("kind = \"MQTTTrigger\"") && types.contains("pub broker: String"));
     assert!(types.contains("pub function_name: String"));
+}
+
+#[test]
+fn ci_chooses_the_ci_files_and_generate_follows_a_change() {
+    let tmp = TempDir::new().unwrap();
+    let spec = tmp.path().join("trigger.yaml");
+    let (workflow, travis) = (".github/workflows/ci.yml", ".travis.yml");
+    for (ci, files) in [
+        ("", [true, true]),
+        ("ci: both\n", [true, true]),
+        ("ci: github\n", [true, false]),
+        ("ci: travis\n", [false, true]),
+    ] {
+        fs::write(&spec, format!("formatVersion: 1\nsource: mqtt\nassociation: function\n{ci}")).unwrap();
+        let out = tmp.path().join(format!("out-{}", ci.trim()));
+        cli().args(["new", "--spec"]).arg(&spec).arg("-o").arg(&out).assert().success();
+        assert_eq!([out.join(workflow).is_file(), out.join(travis).is_file()], files, "{ci:?}");
+    }
+    // Both, then Travis only: `generate` removes the workflow it no longer renders.
+    let repo = tmp.path().join("out-");
+    let recorded = fs::read_to_string(repo.join("trigger.yaml")).unwrap();
+    fs::write(
+        repo.join("trigger.yaml"),
+        recorded.replace("association: function\n", "association: function\nci: travis\n"),
+    )
+    .unwrap();
+    cli().arg("generate").arg(&repo).assert().success();
+    assert!(!repo.join(workflow).exists() && repo.join(travis).is_file());
+    cli().arg("check").arg(&repo).assert().success();
+    // Anything else is refused, with the values that are valid.
+    fs::write(&spec, "formatVersion: 1\nsource: mqtt\nassociation: function\nci: gitlab\n").unwrap();
+    cli()
+        .args(["new", "--spec"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(tmp.path().join("refused"))
+        .assert()
+        .code(2)
+        .stderr(contains("ci").and(contains("github")).and(contains("travis")).and(contains("both")));
+    assert!(!tmp.path().join("refused").exists());
 }
 
 #[test]

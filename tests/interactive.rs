@@ -38,6 +38,7 @@ fn new_nats_interactively_with_a_new_validated_field() {
     answer(&mut p, "API group", "");
     answer(&mut p, "API version", "");
     answer(&mut p, "How does a trigger name its functions?", "");
+    answer(&mut p, "CI files", "");
     p.exp_string("topic (string, required)").expect("the preset's field is shown");
     confirm(&mut p, "Keep these fields?", "y");
     confirm(&mut p, "Add another spec field?", "y");
@@ -85,6 +86,7 @@ fn declining_the_confirmation_writes_nothing() {
     answer(&mut p, "API group", "");
     answer(&mut p, "API version", "");
     answer(&mut p, "How does a trigger name its functions?", "");
+    answer(&mut p, "CI files", "");
     confirm(&mut p, "Keep these fields?", "y");
     confirm(&mut p, "Add another spec field?", "n");
     confirm(&mut p, "Write the repository?", "n");
@@ -103,6 +105,9 @@ fn a_custom_source_starts_empty_and_takes_an_enum_field() {
     p.exp_string("How does a trigger name its functions?").expect("association prompt");
     p.send(DOWN).expect("down to functionName");
     p.send_line("").expect("select");
+    p.exp_string("CI files").expect("CI prompt");
+    p.send(DOWN).expect("down to github");
+    p.send_line("").expect("select github");
     confirm(&mut p, "Add a spec field?", "y");
     answer(&mut p, "Field name", "qos");
     p.exp_string("Type").expect("type prompt");
@@ -123,6 +128,8 @@ fn a_custom_source_starts_empty_and_takes_an_enum_field() {
 
     let spec = fs::read_to_string(tmp.path().join("out/trigger.yaml")).unwrap();
     assert!(spec.contains("association: function"), "{spec}");
+    assert!(spec.contains("ci: github"), "{spec}");
+    assert!(!tmp.path().join("out/.travis.yml").exists(), "GitHub Actions only");
     assert!(
         spec.contains("type: enum")
             && spec.contains("- at-most-once")

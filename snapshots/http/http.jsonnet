@@ -8,10 +8,11 @@
 // Options: --tla-str namespace=kubeless --tla-str image=<repository:tag>
 //          --tla-str functions_namespace=<ns>: watch one namespace only, with a
 //          namespaced Role and RoleBinding there instead of cluster-wide RBAC.
-function(namespace='kubeless', image='kubeless/http-trigger-controller:latest', functions_namespace='')
+//          --tla-code crd=false: leave the CRD out (`make undeploy`).
+function(namespace='kubeless', image='kubeless/http-trigger-controller:latest', functions_namespace='', crd=true)
   local name = 'http-trigger-controller';
   local labels = { kubeless: name };
-  local crd = importstr 'http-trigger-crd.yaml';
+  local crdYaml = importstr 'http-trigger-crd.yaml';
 
   local serviceAccount = {
     apiVersion: 'v1',
@@ -131,6 +132,6 @@ function(namespace='kubeless', image='kubeless/http-trigger-controller:latest', 
   };
 
   std.rstripChars(
-    crd + std.manifestYamlStream([serviceAccount, role, roleBinding, deployment], c_document_end=false, quote_keys=false),
+    (if crd then crdYaml else '') + std.manifestYamlStream([serviceAccount, role, roleBinding, deployment], c_document_end=false, quote_keys=false),
     '\n'
   )

@@ -63,7 +63,8 @@ pub struct Spec {
     pub image: Option<String>,
     /// How a trigger object names its functions.
     pub association: Association,
-    /// CI provider for the generated repository. Default: `travis`.
+    /// CI files of the generated repository: `github` (GitHub Actions),
+    /// `travis` (the guide's `.travis.yml`) or `both`. Default: `both`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<Ci>,
     /// Whether the repository gets the built-in implementation of `source`
@@ -115,12 +116,38 @@ impl Association {
     }
 }
 
-/// CI provider of the generated repository.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// CI files of the generated repository; each has the four jobs of the
+/// Kubeless guide (build, end to end, push latest, release).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Ci {
-    /// Travis CI, with the four jobs of the Kubeless guide.
+    /// GitHub Actions: `.github/workflows/ci.yml`.
+    Github,
+    /// Travis CI: `.travis.yml`, as the guide asks.
     Travis,
+    /// Both.
+    #[default]
+    Both,
+}
+
+impl Ci {
+    pub const ALL: [Ci; 3] = [Ci::Github, Ci::Travis, Ci::Both];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ci::Github => "github",
+            Ci::Travis => "travis",
+            Ci::Both => "both",
+        }
+    }
+
+    pub fn github(self) -> bool {
+        self != Ci::Travis
+    }
+
+    pub fn travis(self) -> bool {
+        self != Ci::Github
+    }
 }
 
 /// One field of the trigger's `spec`.

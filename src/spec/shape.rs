@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use super::{Association, FieldType, Problem, ScalarType, Spec, validate};
+use super::{Association, Ci, FieldType, Problem, ScalarType, Spec, validate};
 
 fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
@@ -169,7 +169,7 @@ fn allowed_values(path: &str) -> Option<Vec<&'static str>> {
         "type" => FieldType::ALL.iter().map(|t| t.as_str()).collect(),
         "items" => ScalarType::ALL.iter().map(|t| t.as_str()).collect(),
         "association" => Association::ALL.iter().map(|a| a.as_str()).collect(),
-        "ci" => vec!["travis"],
+        "ci" => Ci::ALL.iter().map(|c| c.as_str()).collect(),
         _ => return None,
     })
 }

@@ -8,8 +8,9 @@ CONTROLLER=cronjob-trigger-controller
 CONTROLLER_MANIFEST=${CONTROLLER_MANIFEST:-cronjob.yaml}
 CRD_NAME=cronjobtriggers.kubeless.io
 TRIGGER_RESOURCE=cronjobtriggers
-KUBELESS_VERSION=${KUBELESS_VERSION:-v1.0.8}
-KUBELESS_MANIFEST=${KUBELESS_MANIFEST:-https://github.com/vmware-archive/kubeless/releases/download/${KUBELESS_VERSION}/kubeless-${KUBELESS_VERSION}.yaml}
+# The Kubeless Function CRD for clusters without Kubeless (its own 1.0.8
+# manifest uses apiextensions.k8s.io/v1beta1, which Kubernetes 1.22 removed).
+FUNCTION_CRD=${FUNCTION_CRD:-examples/kubeless-function-crd.yaml}
 TEST_CONTEXT=${TEST_CONTEXT:-minikube}
 TEST_MAX_WAIT_SEC=${TEST_MAX_WAIT_SEC:-300}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,14 +47,15 @@ verify_k8s_tools() {
     done
 }
 
-# Install the Kubeless core (Function CRD and its controller) once.
-deploy_kubeless() {
+# Install the Kubeless Function CRD, unless Kubeless (or a previous run)
+# already did, and the namespace the controller runs in.
+install_function_crd() {
+    kubectl create namespace kubeless --dry-run=client -o yaml | kubectl apply -f -
     if kubectl get crd functions.kubeless.io >/dev/null 2>&1; then
         return 0
     fi
-    kubectl create namespace kubeless --dry-run=client -o yaml | kubectl apply -f -
-    kubectl apply -f "${KUBELESS_MANIFEST}"
-    wait_for kubectl get crd functions.kubeless.io
+    kubectl apply -f "${REPO_ROOT}/${FUNCTION_CRD}"
+    kubectl wait --for=condition=Established --timeout="${TEST_MAX_WAIT_SEC}s" crd/functions.kubeless.io
 }
 
 deploy_controller() {

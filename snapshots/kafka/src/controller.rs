@@ -27,10 +27,12 @@ use tracing::{info, warn};
 
 use crate::apis::TriggerSpec;
 use crate::apis::{Function, Trigger, TriggerStatus};
-use crate::config::Config;
+use crate::config::{Config, FunctionUrl};
 use crate::consumers::{self, ConsumerKey, Consumers, Desired, Runtime};
 use crate::delivery::{DeliveryMode, RetryPolicy, publish_warning};
-use crate::invoker::{DEFAULT_FUNCTION_TIMEOUT, Invoker, function_timeout, function_url};
+use crate::invoker::{
+    DEFAULT_FUNCTION_TIMEOUT, Invoker, function_timeout, function_url as function_url_in_cluster,
+};
 use crate::metrics::Metrics;
 use crate::policy::{self, DeadLetterTarget};
 use crate::server::{self, Health};
@@ -280,7 +282,7 @@ async fn apply(trigger: Arc<Trigger>, ctx: Arc<Context>) -> Result<Action> {
     }
     let ns = trigger.namespace().ok_or(Error::MissingNamespace)?;
     let name = trigger.name_any();
-    let resolved = match resolve(&trigger, &ns, &ctx).await {
+    let resolved = match resolve(&trigger, &ns, &ctx, Caller::Controller).await {
         Ok(resolved) => resolved,
         Err(e) => {
             // The functions could not be looked up at all. An API error is
@@ -321,7 +323,7 @@ async fn apply_objects(
     objects: Arc<dyn Objects>,
 ) -> Result<Action> {
     let ns = trigger.namespace().ok_or(Error::MissingNamespace)?;
-    let resolved = match resolve(&trigger, &ns, &ctx).await {
+    let resolved = match resolve(&trigger, &ns, &ctx, Caller::Cluster).await {
         Ok(resolved) => resolved,
         Err(e) => {
             report(&ctx, &trigger, Vec::new(), ("", String::new()), vec![(e.reason(), e.to_string())], "")
@@ -457,6 +459,26 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// URL of the trigger's dead letter.
     pub dead_letter: Option<String>,
+    /// `FUNCTION_URL_TEMPLATE` when this process posts to the functions;
+    /// `None`: their Services' cluster DNS names.
+    pub function_url: Option<FunctionUrl>,
+}
+
+/// Who posts events to a trigger's functions, which decides their address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    /// This process (stream sources): through `FUNCTION_URL_TEMPLATE` when set.
+    Controller,
+    /// Objects in the cluster (object sources): always the cluster DNS name.
+    Cluster,
+}
+
+/// The address of `function`'s Service port: through the template, else cluster DNS.
+fn address(function_url: Option<&FunctionUrl>, function: &str, ns: &str, port: u16) -> String {
+    match function_url {
+        Some(template) => template.of(function, ns, port),
+        None => function_url_in_cluster(function, ns, port),
+    }
 }
 
 /// What a trigger's functions resolved to: the consumers to run, and the
@@ -470,7 +492,11 @@ pub struct Resolved {
 }
 
 /// Look up a trigger's functions and their Services, one by one.
-async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved> {
+async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context, caller: Caller) -> Result<Resolved> {
+    let function_url = match caller {
+        Caller::Controller => ctx.config.function_url.clone(),
+        Caller::Cluster => None,
+    };
     let delivery =
         effective_mode(delivery_mode(trigger, ctx.config.delivery)?, (ctx.acknowledges)(&trigger.spec));
     let policy = trigger.spec.delivery.as_ref();
@@ -487,7 +513,7 @@ async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved>
         None => None,
         Some(DeadLetterTarget::Uri(uri)) => Some(uri),
         Some(DeadLetterTarget::Function(name)) => match service_port(&services, &name).await {
-            Ok(port) => Some(function_url(&name, ns, port)),
+            Ok(port) => Some(address(function_url.as_ref(), &name, ns, port)),
             Err(e) => {
                 // An API error keeps the dead letter the consumers use; a
                 // Service that is gone or has no port means there is none.
@@ -501,7 +527,8 @@ async fn resolve(trigger: &Trigger, ns: &str, ctx: &Context) -> Result<Resolved>
             }
         },
     };
-    let settings = Settings { delivery, timeout: ctx.config.request_timeout, retry, dead_letter };
+    let settings =
+        Settings { delivery, timeout: ctx.config.request_timeout, retry, dead_letter, function_url };
     let mut resolved = resolve_functions(trigger, ns, settings, functions.iter().zip(ports), &ctx.consumers);
     resolved.failures.extend(unavailable);
     resolved.functions = functions;
@@ -524,7 +551,7 @@ pub fn resolve_functions<'a>(
         let fname = function.name_any();
         let key = ConsumerKey { namespace: ns.to_owned(), trigger: trigger.name_any(), function: fname };
         let url = match port {
-            Ok(port) => function_url(&key.function, ns, port),
+            Ok(port) => address(settings.function_url.as_ref(), &key.function, ns, port),
             Err(e) => {
                 let last_known = e.is_transient().then(|| running.url_of(&key)).flatten();
                 resolved.failures.push(e);
@@ -618,9 +645,13 @@ mod tests {
     }
 
     fn mock_context() -> (Arc<Context>, ApiServer) {
+        mock_context_with(Config::default())
+    }
+
+    fn mock_context_with(config: Config) -> (Arc<Context>, ApiServer) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
-        (Arc::new(Context::with_source(client, Config::default(), idle_stream())), handle)
+        (Arc::new(Context::with_source(client, config, idle_stream())), handle)
     }
 
     /// A stream source that acknowledges and receives nothing: these tests
@@ -1050,7 +1081,7 @@ mod tests {
             expect_status_patch(&mut api).await;
         });
         let t = Arc::new(t);
-        let resolved = resolve(&t, "default", &ctx).await.expect("resolved");
+        let resolved = resolve(&t, "default", &ctx, Caller::Controller).await.expect("resolved");
         assert_eq!(resolved.desired.len(), 1);
         assert_eq!(resolved.desired[0].retry.max_retries, 9);
         assert_eq!(resolved.desired[0].retry.base, Duration::from_secs(1));
@@ -1065,6 +1096,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_url_template_is_for_this_process_only_objects_get_cluster_addresses() {
+        let template =
+            "http://127.0.0.1:8001/api/v1/namespaces/{namespace}/services/{function}:{port}/proxy/";
+        let config = Config {
+            function_url: Some(FunctionUrl::parse(template).expect("template")),
+            ..Config::default()
+        };
+        for (caller, hello, dlq) in [
+            (
+                Caller::Controller,
+                "http://127.0.0.1:8001/api/v1/namespaces/default/services/hello:8080/proxy/",
+                "http://127.0.0.1:8001/api/v1/namespaces/default/services/dlq:8081/proxy/",
+            ),
+            (
+                Caller::Cluster,
+                "http://hello.default.svc.cluster.local:8080",
+                "http://dlq.default.svc.cluster.local:8081",
+            ),
+        ] {
+            let (ctx, mut api) = mock_context_with(config.clone());
+            let mut t = finalized(trigger());
+            t.spec.delivery = Some(
+                serde_json::from_value(json!({ "deadLetter": { "function": "dlq" } })).expect("delivery"),
+            );
+            let server = tokio::spawn(async move {
+                expect_function_lookup(&mut api).await;
+                let (_, send) = api.next_request().await.expect("service lookup");
+                send.send_response(respond(&service("hello", 8080)));
+                let (_, send) = api.next_request().await.expect("dead letter service lookup");
+                send.send_response(respond(&service("dlq", 8081)));
+            });
+            let resolved = resolve(&t, "default", &ctx, caller).await.expect("resolved");
+            assert_eq!(resolved.desired[0].url, hello, "{caller:?}");
+            assert_eq!(resolved.desired[0].dead_letter.as_deref(), Some(dlq), "{caller:?}");
+            tokio::time::timeout(Duration::from_secs(1), server).await.expect("api calls").expect("asserts");
+        }
+    }
+
+    #[tokio::test]
     async fn an_invalid_delivery_policy_is_the_triggers_fault() {
         let (ctx, _api) = mock_context();
         let mut t = trigger();
@@ -1072,7 +1142,7 @@ mod tests {
             serde_json::from_value(json!({ "deadLetter": { "function": "a", "uri": "http://b" } }))
                 .expect("delivery"),
         );
-        let err = resolve(&t, "default", &ctx).await.unwrap_err();
+        let err = resolve(&t, "default", &ctx, Caller::Controller).await.unwrap_err();
         assert_eq!(err.reason(), "InvalidConfiguration");
         assert!(err.to_string().contains("exactly one"), "{err}");
     }
@@ -1099,6 +1169,24 @@ mod tests {
         assert_eq!(resolved.desired[0].timeout, function_timeout(&hello), "the function's own timeout");
         assert_eq!(resolved.failures.len(), 1);
         assert!(resolved.failures[0].to_string().contains("other"), "{}", resolved.failures[0]);
+    }
+
+    #[tokio::test]
+    async fn a_function_url_template_addresses_functions_from_outside_the_cluster() {
+        let (ctx, _api) = mock_context();
+        let t = trigger();
+        let hello: Function = serde_json::from_value(function("hello")).expect("function");
+        let template =
+            "http://127.0.0.1:8001/api/v1/namespaces/{namespace}/services/{function}:{port}/proxy/";
+        let settings = Settings {
+            function_url: Some(FunctionUrl::parse(template).expect("template")),
+            ..Settings::default()
+        };
+        let resolved = resolve_functions(&t, "team-a", settings, [(&hello, Ok(8080))], &ctx.consumers);
+        assert_eq!(
+            resolved.desired[0].url,
+            "http://127.0.0.1:8001/api/v1/namespaces/team-a/services/hello:8080/proxy/"
+        );
     }
 
     #[tokio::test]

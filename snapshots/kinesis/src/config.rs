@@ -30,6 +30,43 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `REQUEUE_SECONDS`: how often a healthy trigger is re-checked (default 300).
     pub requeue: Duration,
+    /// `FUNCTION_URL_TEMPLATE`: where this process reaches a function, for a
+    /// controller run outside the cluster (`make run`); unset, the Service's
+    /// cluster DNS name.
+    pub function_url: Option<FunctionUrl>,
+}
+
+/// A function address with `{function}`, `{namespace}` and `{port}`
+/// placeholders, such as the API server's service proxy behind `kubectl
+/// proxy`: `http://127.0.0.1:8001/api/v1/namespaces/{namespace}/services/{function}:{port}/proxy/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionUrl(String);
+
+impl FunctionUrl {
+    const PLACEHOLDERS: [&str; 3] = ["{function}", "{namespace}", "{port}"];
+
+    /// Accept an `http(s)://` template whose only braces are the placeholders.
+    pub fn parse(template: &str) -> std::result::Result<FunctionUrl, String> {
+        if !(template.starts_with("http://") || template.starts_with("https://")) {
+            return Err("expected an http:// or https:// URL".into());
+        }
+        let stripped = Self::PLACEHOLDERS.iter().fold(template.to_owned(), |t, p| t.replace(p, ""));
+        if stripped.contains(['{', '}']) {
+            return Err("the only placeholders are {function}, {namespace} and {port}".into());
+        }
+        if !template.contains("{function}") {
+            return Err("the template must contain {function}, or every function gets one address".into());
+        }
+        Ok(FunctionUrl(template.to_owned()))
+    }
+
+    /// The address of `function`'s Service port in `namespace`.
+    pub fn of(&self, function: &str, namespace: &str, port: u16) -> String {
+        self.0
+            .replace("{function}", function)
+            .replace("{namespace}", namespace)
+            .replace("{port}", &port.to_string())
+    }
 }
 
 impl Default for Config {
@@ -43,6 +80,7 @@ impl Default for Config {
             metrics_port: 8080,
             shutdown_grace: Duration::from_secs(30),
             requeue: Duration::from_secs(300),
+            function_url: None,
         }
     }
 }
@@ -91,6 +129,13 @@ impl Config {
                 .map_err(|_| Error::Config("METRICS_PORT must be at most 65535".into()))?,
             shutdown_grace: Duration::from_secs(number("SHUTDOWN_GRACE_SECONDS", 30, 0)?),
             requeue: Duration::from_secs(number("REQUEUE_SECONDS", 300, 1)?),
+            function_url: match get("FUNCTION_URL_TEMPLATE") {
+                None => None,
+                Some(v) => Some(
+                    FunctionUrl::parse(&v)
+                        .map_err(|e| Error::Config(format!("FUNCTION_URL_TEMPLATE={v:?}: {e}")))?,
+                ),
+            },
         })
     }
 }
@@ -120,9 +165,28 @@ mod tests {
         assert_eq!(config.retry.max_retries, 0);
         assert_eq!(config.max_in_flight, 2);
         assert_eq!(config.delivery, DeliveryMode::AtMostOnce);
-        for (key, bad) in [("REQUEUE_SECONDS", "soon"), ("MAX_IN_FLIGHT", "0"), ("DELIVERY", "twice")] {
+        for (key, bad) in [
+            ("REQUEUE_SECONDS", "soon"),
+            ("MAX_IN_FLIGHT", "0"),
+            ("DELIVERY", "twice"),
+            ("FUNCTION_URL_TEMPLATE", "127.0.0.1:8001/{function}"),
+            ("FUNCTION_URL_TEMPLATE", "http://127.0.0.1:8001/{name}"),
+            ("FUNCTION_URL_TEMPLATE", "http://127.0.0.1:8001/"),
+        ] {
             let err = Config::from_lookup(|k| (k == key).then(|| bad.to_owned())).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn function_url_template_places_each_placeholder() {
+        let config = Config::from_lookup(|k| {
+            (k == "FUNCTION_URL_TEMPLATE").then(|| {
+                "http://127.0.0.1:8001/api/v1/namespaces/{namespace}/services/{function}:{port}/proxy/".into()
+            })
+        })
+        .unwrap();
+        let url = config.function_url.expect("set").of("hello", "team-a", 8080);
+        assert_eq!(url, "http://127.0.0.1:8001/api/v1/namespaces/team-a/services/hello:8080/proxy/");
     }
 }

@@ -10,7 +10,7 @@ load ../script/libtest
 }
 
 @test "Deploy the hello function" {
-  deploy_kubeless
+  install_function_crd
   deploy_example hello
   verify_example hello
 }
