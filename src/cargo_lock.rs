@@ -30,6 +30,8 @@ pub struct TemplateError(usize);
 
 /// `template` with its root package renamed to `crate_name`.
 pub fn for_crate(template: &str, crate_name: &str) -> Result<String, TemplateError> {
+    // A checkout with CRLF line endings must not change what is written.
+    let template = template.replace("\r\n", "\n");
     let mut blocks: Vec<String> = template.split("\n[[package]]\n").map(str::to_owned).collect();
     let header = blocks.remove(0);
     let roots: Vec<usize> = (0..blocks.len()).filter(|&i| !blocks[i].contains("\nsource = ")).collect();
@@ -50,6 +52,14 @@ pub fn for_crate(template: &str, crate_name: &str) -> Result<String, TemplateErr
         out.push_str(block);
     }
     Ok(out)
+}
+
+/// Every package a lock template holds besides its root: direct and indirect
+/// dependencies, whose names a generated crate cannot take (cargo would then
+/// write `"name version"` references and sort differently).
+pub fn package_names() -> impl Iterator<Item = &'static str> {
+    let templates = sources::all().iter().filter_map(|s| s.lock).chain([SKELETON]);
+    templates.flat_map(|t| t.split("\n[[package]]\n").skip(1).filter(|b| b.contains("\nsource = ")).map(name))
 }
 
 fn name(block: &str) -> &str {
@@ -78,7 +88,7 @@ mod tests {
     #[test]
     fn the_root_is_renamed_and_sorted_where_cargo_puts_it() {
         for (path, template) in templates() {
-            for crate_name in ["aaa-first", "my-trigger", "zzz-last", "tokio-trigger"] {
+            for crate_name in ["aaa-first", "my-trigger", "zzz-last", "tokio-trigger", "log-trigger"] {
                 let lock = for_crate(template, crate_name).unwrap_or_else(|e| panic!("{path}: {e}"));
                 let names = names(&lock);
                 assert!(names.contains(&crate_name), "{path}: {crate_name} is a package");

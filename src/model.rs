@@ -50,6 +50,8 @@ pub struct CiModel {
     /// The Kubernetes version of the end-to-end cluster, `v` and all.
     pub kubernetes_version: &'static str,
     pub minikube_version: &'static str,
+    /// The registry of the controller image, which the push jobs log in to.
+    pub registry: String,
 }
 
 /// Kubernetes of the end-to-end cluster: the newest minikube v1.36 starts.
@@ -57,12 +59,13 @@ pub const KUBERNETES_VERSION: &str = "v1.33.1";
 const MINIKUBE_VERSION: &str = "v1.36.0";
 
 impl CiModel {
-    fn of(ci: Ci) -> CiModel {
+    fn of(ci: Ci, image: &str) -> CiModel {
         CiModel {
             github: ci.github(),
             travis: ci.travis(),
             kubernetes_version: KUBERNETES_VERSION,
             minikube_version: MINIKUBE_VERSION,
+            registry: registry(image).to_owned(),
         }
     }
 
@@ -76,6 +79,16 @@ impl CiModel {
         } else {
             true
         }
+    }
+}
+
+/// The registry host of an image reference, as Docker reads it: the first
+/// path component when it looks like a host (a `.` or `:`, or `localhost`),
+/// else Docker Hub.
+fn registry(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
     }
 }
 
@@ -305,7 +318,7 @@ impl Model {
                 names.kind
             ),
             association: AssociationModel::of(spec.association),
-            ci: CiModel::of(spec.ci.unwrap_or_default()),
+            ci: CiModel::of(spec.ci.unwrap_or_default(), &names.image),
             source: SourceModel::of(spec),
             names,
             description,
@@ -664,6 +677,20 @@ fn example_values(spec: &Spec) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_registry_is_read_from_the_image_as_docker_reads_it() {
+        for (image, host) in [
+            ("kubeless/nats-trigger-controller", "docker.io"),
+            ("nats-trigger-controller", "docker.io"),
+            ("ghcr.io/acme/nats", "ghcr.io"),
+            ("registry.example.com:5000/team/nats", "registry.example.com:5000"),
+            ("localhost/nats", "localhost"),
+            ("quay.io/a/b/c", "quay.io"),
+        ] {
+            assert_eq!(super::registry(image), host, "{image}");
+        }
+    }
+
     use super::*;
 
     /// A field from its spec-file YAML.

@@ -92,6 +92,7 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     ctx.insert("scaffolded", SCAFFOLDED);
     ctx.insert("tool_version", env!("CARGO_PKG_VERSION"));
     ctx.insert("rust_version", RUST_VERSION);
+    ctx.insert("tool_on_crates_io", &TOOL_ON_CRATES_IO);
     ctx.insert("max_width", &MAX_WIDTH);
     ctx.insert("runtime_dependencies", runtime::manifest_section("dependencies"));
     ctx.insert("runtime_dev_dependencies", runtime::manifest_section("dev-dependencies"));
@@ -255,6 +256,11 @@ fn spec_file(spec: &Spec) -> Result<String, RenderError> {
          # `kubeless-trigger schema`. {SCAFFOLDED}\n{body}"
     ))
 }
+
+/// Whether this version of the tool is published on crates.io: until it is,
+/// generated repositories never install a crate of that name from there
+/// (anyone could have published one).
+const TOOL_ON_CRATES_IO: bool = false;
 
 /// The Rust of generated repositories: their `rust-version`, the toolchain
 /// their CI installs and their Dockerfile's build image.

@@ -63,6 +63,7 @@ pub fn is_crate_name(name: &str) -> bool {
     CRATE_NAMES.contains(&name.as_str())
         || crate::sources::dependency_names().any(|d| d.replace('_', "-") == name)
         || crate::runtime::dependency_names().iter().any(|d| d.replace('_', "-") == name)
+        || crate::cargo_lock::package_names().any(|d| d.replace('_', "-") == name)
 }
 
 #[cfg(test)]
@@ -128,5 +129,8 @@ mod tests {
             assert!(is_crate_name(name), "{name}");
         }
         assert!(!is_crate_name("nats-trigger"));
+        for indirect in ["log", "mio", "tower", "h2", "kube-client"] {
+            assert!(is_crate_name(indirect), "{indirect}: an indirect dependency");
+        }
     }
 }

@@ -10,11 +10,12 @@ kubernetes_version=${KUBERNETES_VERSION:-v1.33.1}
 export MINIKUBE_WANTUPDATENOTIFICATION=false
 export MINIKUBE_IN_STYLE=false
 
-if ! command -v minikube >/dev/null; then
+# The pinned versions, even where another is installed (CI runners ship their own).
+if [[ "$(minikube version --short 2>/dev/null)" != "${minikube_version}" ]]; then
     curl -fsSLo /tmp/minikube "https://storage.googleapis.com/minikube/releases/${minikube_version}/minikube-linux-amd64"
     sudo install /tmp/minikube /usr/local/bin/minikube
 fi
-if ! command -v kubectl >/dev/null; then
+if ! kubectl version --client 2>/dev/null | grep -q "Client Version: ${kubernetes_version}$"; then
     curl -fsSLo /tmp/kubectl "https://dl.k8s.io/release/${kubernetes_version}/bin/linux/amd64/kubectl"
     sudo install /tmp/kubectl /usr/local/bin/kubectl
 fi

@@ -110,8 +110,23 @@ impl Config {
             None => d.delivery,
             Some(v) => v.parse().map_err(|e| Error::Config(format!("DELIVERY={v:?}: {e}")))?,
         };
+        let namespace = get("FUNCTIONS_NAMESPACE");
+        let function_url = match get("FUNCTION_URL_TEMPLATE") {
+            None => None,
+            Some(v) => {
+                let template = FunctionUrl::parse(&v)
+                    .map_err(|e| Error::Config(format!("FUNCTION_URL_TEMPLATE={v:?}: {e}")))?;
+                if namespace.is_none() && !template.0.contains("{namespace}") {
+                    return Err(Error::Config(format!(
+                        "FUNCTION_URL_TEMPLATE={v:?}: without {{namespace}}, functions of one name in two \
+                         namespaces would share an address; add it, or set FUNCTIONS_NAMESPACE"
+                    )));
+                }
+                Some(template)
+            }
+        };
         Ok(Config {
-            namespace: get("FUNCTIONS_NAMESPACE"),
+            namespace,
             request_timeout: match get("REQUEST_TIMEOUT_SECONDS") {
                 None => None,
                 Some(_) => Some(Duration::from_secs(number("REQUEST_TIMEOUT_SECONDS", 0, 1)?)),
@@ -129,13 +144,7 @@ impl Config {
                 .map_err(|_| Error::Config("METRICS_PORT must be at most 65535".into()))?,
             shutdown_grace: Duration::from_secs(number("SHUTDOWN_GRACE_SECONDS", 30, 0)?),
             requeue: Duration::from_secs(number("REQUEUE_SECONDS", 300, 1)?),
-            function_url: match get("FUNCTION_URL_TEMPLATE") {
-                None => None,
-                Some(v) => Some(
-                    FunctionUrl::parse(&v)
-                        .map_err(|e| Error::Config(format!("FUNCTION_URL_TEMPLATE={v:?}: {e}")))?,
-                ),
-            },
+            function_url,
         })
     }
 }
@@ -176,6 +185,22 @@ mod tests {
             let err = Config::from_lookup(|k| (k == key).then(|| bad.to_owned())).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn a_function_url_template_without_the_namespace_needs_one_watched_namespace() {
+        let template = "http://127.0.0.1:8001/{function}:{port}";
+        let all = Config::from_lookup(|k| (k == "FUNCTION_URL_TEMPLATE").then(|| template.into()));
+        assert!(all.unwrap_err().to_string().contains("FUNCTIONS_NAMESPACE"));
+        let one = Config::from_lookup(|k| match k {
+            "FUNCTION_URL_TEMPLATE" => Some(template.into()),
+            "FUNCTIONS_NAMESPACE" => Some("team-a".into()),
+            _ => None,
+        });
+        assert_eq!(
+            one.unwrap().function_url.expect("set").of("hello", "team-a", 8080),
+            "http://127.0.0.1:8001/hello:8080"
+        );
     }
 
     #[test]
