@@ -95,6 +95,17 @@ pub fn write(plan: &Plan, out: &Path, force: bool) -> Result<(), ApplyError> {
     result
 }
 
+/// What `write` would refuse about `out` before writing anything, checked
+/// early (before the prompts): a file in its place, or a non-empty
+/// directory without `force`. `write` checks again under its guard.
+pub fn precheck(out: &Path, force: bool) -> Result<(), ApplyError> {
+    match fs::symlink_metadata(out) {
+        Ok(meta) if !meta.is_dir() => Err(ApplyError::NotADirectory(out.to_owned())),
+        Ok(_) if !force && !is_empty(out)? => Err(ApplyError::NotEmpty(out.to_owned())),
+        _ => Ok(()),
+    }
+}
+
 fn is_empty(dir: &Path) -> Result<bool, ApplyError> {
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::spec::Association;
+use crate::spec::{Association, Ci};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,7 +25,7 @@ use crate::spec::Association;
         kubeless-trigger generate                      # after editing trigger.yaml\n  \
         kubeless-trigger update                        # after upgrading kubeless-trigger\n  \
         kubeless-trigger schema > trigger.schema.json  # JSON Schema for editors\n\n\
-        Exit status: 0 success, 1 failure, 2 usage or input error.",
+        Exit status: 0 success, 1 failure, 2 usage or input error, 130 interrupted (Ctrl-C).",
     arg_required_else_help = true
 )]
 pub struct Cli {
@@ -41,11 +41,15 @@ pub enum Command {
         kubeless-trigger new kinesis --defaults -o ./kinesis-trigger\n  \
         kubeless-trigger new sqs --association function --no-input\n  \
         kubeless-trigger new --spec trigger.yaml --output ./my-trigger\n  \
-        cat trigger.json | kubeless-trigger new --spec - --dry-run\n\n\
+        cat trigger.json | kubeless-trigger new --spec - --dry-run\n  \
+        kubeless-trigger new nats --defaults --print-spec > trigger.yaml   # a starter spec\n\n\
         Without --spec, SOURCE picks a preset (see `kubeless-trigger presets`) or starts an\n\
         empty field list. Prompts appear only when stdin is a terminal and neither --spec,\n\
         --defaults nor --no-input is given; otherwise every missing or invalid input is\n\
-        reported at once and the exit status is 2.")]
+        reported at once and the exit status is 2. A flag that sets a spec key skips its\n\
+        question. At the prompts' summary you write, edit, add or remove fields, change the\n\
+        names, or cancel; a run cancelled there (exit 0) or with Ctrl-C (exit 130), or whose\n\
+        write fails, saves the answers as ./<SOURCE>-trigger.yaml for `new --spec`.")]
     New(NewArgs),
     /// Re-render from DIR/trigger.yaml: rewrite generated files, keep yours
     #[command(after_help = "Examples:\n  \
@@ -89,6 +93,9 @@ pub enum Command {
     Schema,
     /// List the embedded presets
     Presets,
+    /// Print the manual page (roff)
+    #[command(after_help = "Example:\n  kubeless-trigger man > /usr/local/share/man/man1/kubeless-trigger.1")]
+    Man,
     /// Print shell completions
     #[command(
         after_help = "Example:\n  kubeless-trigger completions bash > /etc/bash_completion.d/kubeless-trigger"
@@ -121,6 +128,9 @@ pub struct NewArgs {
     /// How triggers name their functions [spec key: association]
     #[arg(long, value_enum)]
     pub association: Option<AssociationArg>,
+    /// CI files of the repository [spec key: ci; default: both]
+    #[arg(long, value_enum)]
+    pub ci: Option<CiArg>,
     /// Controller image repository, no tag [spec key: image]
     #[arg(long)]
     pub image: Option<String>,
@@ -139,6 +149,29 @@ pub struct NewArgs {
     /// Print the files that would be written (path, owner, size) and write nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the spec (YAML, as `--spec` reads it) that the answers or the preset give; write nothing
+    #[arg(long, conflicts_with = "dry_run")]
+    pub print_spec: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CiArg {
+    /// GitHub Actions: .github/workflows/ci.yml
+    Github,
+    /// Travis CI: .travis.yml
+    Travis,
+    /// Both
+    Both,
+}
+
+impl From<CiArg> for Ci {
+    fn from(c: CiArg) -> Ci {
+        match c {
+            CiArg::Github => Ci::Github,
+            CiArg::Travis => Ci::Travis,
+            CiArg::Both => Ci::Both,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +217,7 @@ pub fn flag_for(key: &str) -> Option<&'static str> {
         "association" => "--association",
         "image" => "--image",
         "crate" => "--crate",
+        "ci" => "--ci",
         _ => return None,
     })
 }

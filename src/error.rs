@@ -13,6 +13,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit status for a usage or input error.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -26,8 +28,12 @@ pub enum CliError {
     Render(#[from] RenderError),
     #[error("prompt failed: {0}")]
     Prompt(#[from] dialoguer::Error),
-    #[error("cancelled; nothing was written")]
-    Cancelled,
+    /// Ctrl-C at a prompt.
+    #[error("cancelled; nothing was written; {0}")]
+    Cancelled(crate::prompt::SavedAnswers),
+    /// "Cancel" at the summary: not an error (exit 0).
+    #[error("not written; {0}")]
+    Declined(crate::prompt::SavedAnswers),
     #[error("the generated files drifted from trigger.yaml")]
     Drift,
     #[error("{} file(s) have conflicts; resolve the markers, then commit:\n  {}", .0.len(), .0.join("\n  "))]
@@ -58,6 +64,8 @@ impl CliError {
             ) => EXIT_USAGE,
             CliError::Guard(GuardError::Busy(_)) => EXIT_USAGE,
             CliError::Apply(ApplyError::Interrupted(signal)) => crate::signals::exit_code(*signal),
+            CliError::Cancelled(_) => EXIT_INTERRUPTED,
+            CliError::Declined(_) => EXIT_OK,
             CliError::Read(e) | CliError::Apply(ApplyError::Read(e)) if e.is_refusal() => EXIT_USAGE,
             CliError::Lock(OpenLockError::Read(e)) if !e.is_refusal() => EXIT_FAILURE,
             CliError::Lock(_) => EXIT_USAGE,

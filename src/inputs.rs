@@ -14,6 +14,8 @@ use crate::{prompt, sources};
 pub struct Resolved {
     pub spec: Spec,
     pub output: PathBuf,
+    /// The spec came from the prompts: answers to save if the write fails.
+    pub interactive: bool,
 }
 
 /// Collect the spec for `new`: from `--spec`, or from SOURCE's preset (or an
@@ -59,7 +61,13 @@ pub fn resolve(args: &NewArgs) -> Result<Resolved, CliError> {
     let overridden = apply_flags(args, &mut parsed.spec);
 
     let spec = if interactive {
-        prompt::run(parsed.spec)?
+        let options = prompt::Options {
+            answered: overridden.clone(),
+            output: args.output.clone(),
+            force: args.force,
+            print: args.print_spec,
+        };
+        prompt::run(parsed.spec, &options)?
     } else {
         let missing: Vec<Problem> = (!association_known)
             .then(|| Problem::new("association", "missing (--association selector|function)"))
@@ -85,7 +93,7 @@ pub fn resolve(args: &NewArgs) -> Result<Resolved, CliError> {
         }
     };
     let output = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{}-trigger", spec.source)));
-    Ok(Resolved { spec, output })
+    Ok(Resolved { spec, output, interactive })
 }
 
 /// Apply the override flags; returns the spec keys they set.
@@ -105,6 +113,10 @@ fn apply_flags(args: &NewArgs, spec: &mut Spec) -> Vec<&'static str> {
     if let Some(a) = args.association {
         spec.association = a.into();
         set.push("association");
+    }
+    if let Some(c) = args.ci {
+        spec.ci = Some(c.into());
+        set.push("ci");
     }
     set
 }

@@ -12,7 +12,7 @@ use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
 use kubeless_trigger::error::{CliError, EXIT_OK};
 use kubeless_trigger::guard::RepoGuard;
 use kubeless_trigger::sync::Mode;
-use kubeless_trigger::{apply, check, inputs, render, repofile, signals, sources, spec, sync};
+use kubeless_trigger::{apply, check, inputs, prompt, render, repofile, signals, sources, spec, sync};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -31,6 +31,10 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e @ CliError::Declined(_)) => {
+            say(&e.to_string());
+            ExitCode::from(e.exit_code())
+        }
         Err(e) => {
             let text = e.to_string();
             say(&format!("error: {}", text.trim_end()));
@@ -70,6 +74,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let list: String =
                 sources::all().iter().map(|s| format!("{:<10} {}\n", s.name, s.summary())).collect();
             emit(&list)?;
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(CliError::Output)?;
+            emit(&String::from_utf8_lossy(&page))?;
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -160,7 +169,17 @@ fn sync(args: &RepoArgs, mode: Mode) -> Result<(), CliError> {
 
 fn new(args: &NewArgs) -> Result<(), CliError> {
     let resolved = inputs::resolve(args)?;
-    let plan = render::repository(&resolved.spec)?;
+    if args.print_spec {
+        return emit(&render::spec_yaml(&resolved.spec)?);
+    }
+    // Answers typed at the prompts are saved when the write fails.
+    let keep_answers = |e: CliError| {
+        if resolved.interactive {
+            say(&prompt::save_answers(&resolved.spec).to_string());
+        }
+        e
+    };
+    let plan = render::repository(&resolved.spec).map_err(|e| keep_answers(e.into()))?;
     if args.dry_run {
         emit(&plan.table())?;
         say(&format!(
@@ -170,8 +189,16 @@ fn new(args: &NewArgs) -> Result<(), CliError> {
         ));
         return Ok(());
     }
-    apply::write(&plan, &resolved.output, args.force)?;
-    say(&format!("wrote {} files to {}", plan.files.len(), resolved.output.display()));
-    say(&format!("next: cd {} && cargo test", resolved.output.display()));
+    apply::write(&plan, &resolved.output, args.force).map_err(|e| keep_answers(e.into()))?;
+    emit(&plan.table())?;
+    let out = resolved.output.display();
+    say(&format!("wrote {} files to {out}", plan.files.len()));
+    if sources::built_in(&resolved.spec).is_some() {
+        say(&format!("next: cd {out} && cargo test"));
+    } else {
+        say(&format!(
+            "next: write the event source in {out}/src/event_source.rs (a skeleton that consumes nothing yet), then cd {out} && cargo test"
+        ));
+    }
     Ok(())
 }

@@ -246,10 +246,15 @@ fn output_path(template: &str, model: &Model) -> String {
         .join("/")
 }
 
+/// The spec in canonical form, as `new --spec` reads it (`new --print-spec`).
+pub fn spec_yaml(spec: &Spec) -> Result<String, RenderError> {
+    serde_saphyr::to_string(spec).map_err(|e| RenderError::Spec(e.to_string()))
+}
+
 /// `trigger.yaml`: the spec as it was given, in canonical form, with a header
 /// saying what it is.
 fn spec_file(spec: &Spec) -> Result<String, RenderError> {
-    let body = serde_saphyr::to_string(spec).map_err(|e| RenderError::Spec(e.to_string()))?;
+    let body = spec_yaml(spec)?;
     Ok(format!(
         "# The spec of this trigger: the generated files are rendered from it. Edit it, then run\n\
          # `kubeless-trigger generate`; CI runs `kubeless-trigger check`. Its JSON Schema:\n\

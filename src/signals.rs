@@ -6,13 +6,32 @@
 //! notices it between two steps, rolls back, cleans up and exits the same way.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// How many critical sections are open; locked by the signal thread while it
 /// decides, so a section cannot start between its check and its exit.
 static ACTIVE: Mutex<usize> = Mutex::new(0);
 /// The signal received during a critical section (0: none).
 static PENDING: AtomicI32 = AtomicI32::new(0);
+/// While the prompts run: called on the signal thread before it exits; it
+/// saves the answers and returns whether the thread should exit (`false`:
+/// the prompts already handle the signal themselves).
+type PromptHook = Box<dyn Fn(i32) -> bool + Send>;
+static PROMPT_HOOK: Mutex<Option<PromptHook>> = Mutex::new(None);
+
+/// Set when a prompt saw Ctrl-C itself (the terminal library turns it into
+/// an error and a SIGINT): the prompts handle that SIGINT, not the thread.
+static PROMPT_SAW_CTRL_C: AtomicBool = AtomicBool::new(false);
+
+/// Say that the prompts handle the SIGINT of a Ctrl-C they saw.
+pub fn prompt_saw_ctrl_c() {
+    PROMPT_SAW_CTRL_C.store(true, Ordering::SeqCst);
+}
+
+/// Set (or clear) the hook the signal thread runs while the prompts run.
+pub fn set_prompt_hook(hook: Option<PromptHook>) {
+    *PROMPT_HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = hook;
+}
 
 /// Start receiving the signals. Without it (or if it fails) the default
 /// actions apply, as before.
@@ -25,6 +44,9 @@ pub fn install() -> std::io::Result<()> {
             for signal in signals.forever() {
                 let active = ACTIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 if *active == 0 {
+                    if !run_prompt_hook(signal) {
+                        continue;
+                    }
                     std::process::exit(exit_code(signal).into());
                 }
                 PENDING.store(signal, Ordering::SeqCst);
@@ -32,6 +54,26 @@ pub fn install() -> std::io::Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// Whether to exit on `signal`, after the prompt hook (if one is set) saved
+/// the answers. A Ctrl-C typed at a prompt also reaches the prompt itself,
+/// which saves them and says so: it gets a moment to do that first.
+#[cfg(unix)]
+fn run_prompt_hook(signal: i32) -> bool {
+    let prompting = || PROMPT_HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some();
+    if signal == signal_hook::consts::signal::SIGINT {
+        if prompting() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        if PROMPT_SAW_CTRL_C.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+    }
+    match PROMPT_HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
+        Some(hook) => hook(signal),
+        None => true,
+    }
 }
 
 /// The signal received during a critical section, if any.

@@ -207,6 +207,50 @@ fn ci_chooses_the_ci_files_and_generate_follows_a_change() {
 }
 
 #[test]
+fn print_spec_gives_a_starter_spec_that_new_reads_back_and_writes_nothing() {
+    let tmp = TempDir::new().unwrap();
+    let out = cli()
+        .args(["new", "nats", "--defaults", "--ci", "travis", "--print-spec"])
+        .current_dir(tmp.path())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("source: nats") && text.contains("ci: travis") && text.contains("name: topic"),
+        "{text}"
+    );
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing written");
+    let repo = tmp.path().join("repo");
+    cli().args(["new", "--spec", "-", "-o"]).arg(&repo).write_stdin(text).assert().success();
+    assert!(repo.join(".travis.yml").is_file() && !repo.join(".github").exists());
+}
+
+#[test]
+fn new_lists_what_it_wrote_and_names_the_file_a_skeleton_needs() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("mqtt");
+    cli()
+        .args(["new", "mqtt", "--defaults", "--association", "function", "-o"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(contains("PATH").and(contains("src/event_source.rs")).and(contains("scaffolded")))
+        .stderr(contains("wrote").and(contains("src/event_source.rs")));
+}
+
+#[test]
+fn a_man_page_is_printed() {
+    cli()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(contains(".TH").and(contains("kubeless-trigger")).and(contains("completions")));
+}
+
+#[test]
 fn a_json_spec_can_come_from_stdin() {
     let tmp = TempDir::new().unwrap();
     let out = tmp.path().join("out");

@@ -615,7 +615,18 @@ pub fn check_rust_ident(s: &str) -> Result<(), String> {
 
 fn check_pattern(pat: &str) -> Result<regex::Regex, String> {
     regex::Regex::new(pat).map_err(|e| {
-        format!("not a valid regular expression: {}", e.to_string().lines().last().unwrap_or(""))
+        // The regex error shows the pattern indented by 4 with a caret line
+        // under it: the caret's column is the position.
+        let text = e.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .find(|l| !l.trim().is_empty() && l.trim().chars().all(|c| c == '^'))
+            .and_then(|l| l.find('^'))
+            .map(|col| format!(" (at character {})", col.saturating_sub(4) + 1))
+            .unwrap_or_default();
+        let why = lines.last().unwrap_or(&"").trim_start_matches("error: ");
+        format!("not a valid regular expression: {why}{at}")
     })
 }
 
@@ -667,6 +678,12 @@ fn check_description(at: &str, d: &str, p: &mut Vec<Problem>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_regex_error_says_where() {
+        let why = super::check_pattern("ab(c").unwrap_err();
+        assert_eq!(why, "not a valid regular expression: unclosed group (at character 3)");
+    }
+
     use super::*;
     use serde_json::json;
 
