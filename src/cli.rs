@@ -93,9 +93,14 @@ pub enum Command {
     Schema,
     /// List the embedded presets
     Presets,
-    /// Print the manual page (roff)
-    #[command(after_help = "Example:\n  kubeless-trigger man > /usr/local/share/man/man1/kubeless-trigger.1")]
-    Man,
+    /// Print the manual page (roff), of the tool or of one command
+    #[command(after_help = "Examples:\n  \
+        kubeless-trigger man > /usr/local/share/man/man1/kubeless-trigger.1\n  \
+        kubeless-trigger man new > /usr/local/share/man/man1/kubeless-trigger-new.1")]
+    Man {
+        /// A command (`new`, `check`, ...): its own page
+        command: Option<String>,
+    },
     /// Print shell completions
     #[command(
         after_help = "Example:\n  kubeless-trigger completions bash > /etc/bash_completion.d/kubeless-trigger"

@@ -61,6 +61,12 @@ pub fn resolve(args: &NewArgs) -> Result<Resolved, CliError> {
     let overridden = apply_flags(args, &mut parsed.spec);
 
     let spec = if interactive {
+        // A flag's value is checked before the first question, not after the last.
+        let refused: Vec<Problem> =
+            overridden.iter().filter_map(|key| flag_problem(key, &parsed.spec)).collect();
+        if !refused.is_empty() {
+            return Err(CliError::Input(LoadError { origin: "the command line".into(), problems: refused }));
+        }
         let options = prompt::Options {
             answered: overridden.clone(),
             output: args.output.clone(),
@@ -94,6 +100,21 @@ pub fn resolve(args: &NewArgs) -> Result<Resolved, CliError> {
     };
     let output = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{}-trigger", spec.source)));
     Ok(Resolved { spec, output, interactive })
+}
+
+/// What is wrong with the value a flag gave spec key `key`, if anything.
+fn flag_problem(key: &str, spec: &Spec) -> Option<Problem> {
+    use crate::spec::validate::{check_crate_name, check_group, check_image, check_kind, check_version};
+    let result = match key {
+        "kind" => check_kind(spec.kind.as_deref()?),
+        "group" => check_group(spec.group.as_deref()?),
+        "version" => check_version(spec.version.as_deref()?),
+        "image" => check_image(spec.image.as_deref()?),
+        "crate" => check_crate_name(spec.crate_name.as_deref()?),
+        _ => Ok(()),
+    };
+    let flag = flag_for(key).unwrap_or(key);
+    result.err().map(|why| Problem::new(key, format!("{why} (set by {flag})")))
 }
 
 /// Apply the override flags; returns the spec keys they set.

@@ -75,10 +75,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 sources::all().iter().map(|s| format!("{:<10} {}\n", s.name, s.summary())).collect();
             emit(&list)?;
         }
-        Command::Man => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(CliError::Output)?;
-            emit(&String::from_utf8_lossy(&page))?;
+        Command::Man { command } => {
+            let cli = Cli::command();
+            let page = match command {
+                None => cli,
+                Some(name) => cli
+                    .get_subcommands()
+                    .find(|c| c.get_name() == name)
+                    .map(|c| c.clone().name(format!("kubeless-trigger-{name}")))
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                        CliError::Usage(format!("no command {name:?}; the commands are {}", names.join(", ")))
+                    })?,
+            };
+            let mut roff = Vec::new();
+            clap_mangen::Man::new(page).render(&mut roff).map_err(CliError::Output)?;
+            emit(&String::from_utf8_lossy(&roff))?;
         }
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -175,7 +187,7 @@ fn new(args: &NewArgs) -> Result<(), CliError> {
     // Answers typed at the prompts are saved when the write fails.
     let keep_answers = |e: CliError| {
         if resolved.interactive {
-            say(&prompt::save_answers(&resolved.spec).to_string());
+            say(&prompt::save_answers(&resolved.spec, args.output.as_deref()).to_string());
         }
         e
     };

@@ -40,31 +40,40 @@ pub fn run(start: Spec, options: &Options) -> Result<Spec, CliError> {
     // A signal while a prompt waits (SIGTERM, a closed terminal, or a Ctrl-C
     // the prompt does not see) is handled on the signal thread: it saves the
     // answers published so far.
-    crate::signals::set_prompt_hook(Some(Box::new(|signal| {
-        let Some(spec) = take_published() else { return false };
+    let output = options.output.clone();
+    crate::signals::set_prompt_hook(Some(Box::new(move |signal| {
+        // Taken already: the prompts ended and handle what follows.
+        let Some(spec) = take_published() else { return true };
+        // A list or yes/no prompt interrupted leaves the cursor hidden.
         let _ = console::Term::stderr().show_cursor();
-        eprintln!(
-            "\nerror: interrupted by {}; nothing was written; {}",
-            crate::signals::name(signal),
-            save_answers(&spec)
-        );
+        let why = if signal == 2 {
+            "cancelled".to_owned()
+        } else {
+            format!("interrupted by {}", crate::signals::name(signal))
+        };
+        eprintln!("\nerror: {why}; nothing was written; {}", save_answers(&spec, output.as_deref()));
         true
     })));
     let result = session.interview();
+    if matches!(result, Err(Stop::Interrupted)) && crate::signals::installed() {
+        // A Ctrl-C (or a signal that interrupted the read): the signal
+        // thread saves the answers, says so and ends the process.
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
     let published = take_published();
     crate::signals::set_prompt_hook(None);
-    // A list or yes/no prompt interrupted by Ctrl-C leaves the cursor hidden.
     let _ = console::Term::stderr().show_cursor();
+    let output = options.output.as_deref();
     match result {
         Ok(spec) => Ok(spec),
-        Err(Stop::Declined) => Err(CliError::Declined(save_answers(&session.spec))),
-        Err(Stop::Interrupted) => match published {
-            Some(_) => Err(CliError::Cancelled(save_answers(&session.spec))),
-            // The signal thread saved them and is ending the process.
-            None => loop {
-                std::thread::park();
-            },
-        },
+        Err(Stop::Declined) => Err(CliError::Declined(save_answers(&session.spec, output))),
+        Err(Stop::Interrupted) => {
+            eprintln!();
+            match published {
+                Some(_) => Err(CliError::Cancelled(save_answers(&session.spec, output))),
+                None => Err(CliError::Cancelled(SavedAnswers::Nothing)),
+            }
+        }
         Err(Stop::Failed(e)) => Err(e),
     }
 }
@@ -86,35 +95,44 @@ fn take_published() -> Option<Spec> {
 pub enum SavedAnswers {
     /// Nothing was answered yet.
     Nothing,
-    At(PathBuf),
-    Failed(String),
+    /// The spec file, and the `-o` to resume with.
+    At { path: PathBuf, output: Option<PathBuf> },
+    /// Why they could not be saved, and the answers as YAML.
+    Failed { why: String, yaml: String },
 }
 
 impl fmt::Display for SavedAnswers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SavedAnswers::Nothing => write!(f, "nothing was answered yet"),
-            SavedAnswers::At(path) => write!(
+            SavedAnswers::At { path, output } => {
+                let output = output.as_ref().map(|o| format!(" -o {}", o.display())).unwrap_or_default();
+                write!(
+                    f,
+                    "your answers are saved in {0}; to resume, edit it if you like, then run\n  \
+                     kubeless-trigger new --spec {0}{output}",
+                    path.display()
+                )
+            }
+            SavedAnswers::Failed { why, yaml } => write!(
                 f,
-                "your answers are saved in {0}; to resume, edit it if you like, then run\n  \
-                 kubeless-trigger new --spec {0}",
-                path.display()
+                "your answers could not be saved ({why}); here they are, for a file `new --spec` reads:\n{yaml}"
             ),
-            SavedAnswers::Failed(why) => write!(f, "your answers could not be saved: {why}"),
         }
     }
 }
 
 /// Save `spec` as `./<source>-trigger.yaml` (or `-2`, `-3`, ... when taken:
 /// an existing file is never overwritten).
-pub fn save_answers(spec: &Spec) -> SavedAnswers {
+pub fn save_answers(spec: &Spec, output: Option<&std::path::Path>) -> SavedAnswers {
     if spec::validate::check_dns_label(&spec.source).is_err() {
         return SavedAnswers::Nothing;
     }
     let body = match serde_saphyr::to_string(spec) {
         Ok(body) => body,
-        Err(e) => return SavedAnswers::Failed(e.to_string()),
+        Err(e) => return SavedAnswers::Failed { why: e.to_string(), yaml: format!("{spec:#?}") },
     };
+    let failed = |why: String| SavedAnswers::Failed { why, yaml: body.clone() };
     let text = format!(
         "# Answers to `kubeless-trigger new`, saved when it stopped before writing.\n\
          # `kubeless-trigger new --spec <this file>` writes the repository from them.\n{body}"
@@ -129,18 +147,18 @@ pub fn save_answers(spec: &Spec) -> SavedAnswers {
         match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut file) => {
                 return match file.write_all(text.as_bytes()).and_then(|()| file.sync_all()) {
-                    Ok(()) => SavedAnswers::At(path),
+                    Ok(()) => SavedAnswers::At { path, output: output.map(|o| o.to_owned()) },
                     Err(e) => {
                         let _ = fs::remove_file(&path);
-                        SavedAnswers::Failed(format!("{}: {e}", path.display()))
+                        failed(format!("{}: {e}", path.display()))
                     }
                 };
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return SavedAnswers::Failed(format!("{}: {e}", path.display())),
+            Err(e) => return failed(format!("{}: {e}", path.display())),
         }
     }
-    SavedAnswers::Failed("./<source>-trigger.yaml to -99.yaml all exist".into())
+    failed("./<source>-trigger.yaml to -99.yaml all exist".into())
 }
 
 /// Why the interview stopped without a spec.
@@ -156,7 +174,6 @@ impl From<dialoguer::Error> for Stop {
     fn from(e: dialoguer::Error) -> Stop {
         let dialoguer::Error::IO(io) = &e;
         if io.kind() == io::ErrorKind::Interrupted {
-            crate::signals::prompt_saw_ctrl_c();
             Stop::Interrupted
         } else {
             Stop::Failed(CliError::Prompt(e))
@@ -181,6 +198,8 @@ enum Action {
     Add,
     Remove,
     Names,
+    /// Drop the built-in source (`builtIn: false`) the fields do not fit.
+    Skeleton,
     Cancel,
 }
 
@@ -201,6 +220,9 @@ impl Session<'_> {
     /// An output directory that `new` would refuse is reported before the
     /// questions, not after the last one.
     fn check_output(&self) -> Result<(), Stop> {
+        if self.options.print {
+            return Ok(());
+        }
         apply::precheck(&self.output(), self.options.force).map_err(|e| Stop::Failed(e.into()))
     }
 
@@ -229,6 +251,7 @@ impl Session<'_> {
         let ask = |key: &str| all || !self.options.answered.contains(&key);
         let derived = Names::derive(&Spec { kind: None, ..self.spec.clone() });
         if ask("kind") {
+            self.help("the custom resource's kind, PascalCase; its plural and CRD name follow from it");
             let current = self.spec.kind.clone().unwrap_or(derived.kind.clone());
             let kind = self.ask_text("Kind", "", Some(&current), spec::validate::check_kind)?;
             self.spec.kind = (kind != derived.kind).then_some(kind);
@@ -269,6 +292,22 @@ impl Session<'_> {
             )?;
             self.spec.ci = (choices[choice] != Ci::default()).then_some(choices[choice]);
         }
+        // Asked from the summary only (or when a flag's value was refused):
+        // most users keep the derived names.
+        if all {
+            let current = Names::derive(&self.spec).image;
+            let image = self.ask_text("Controller image (repository, no tag)", "", Some(&current), |s| {
+                spec::validate::check_image(s)
+            })?;
+            self.spec.image =
+                (image != Names::derive(&Spec { image: None, ..self.spec.clone() }).image).then_some(image);
+            let current = Names::derive(&self.spec).crate_name;
+            let name =
+                self.ask_text("Cargo package name", "", Some(&current), spec::validate::check_crate_name)?;
+            self.spec.crate_name = (name
+                != Names::derive(&Spec { crate_name: None, ..self.spec.clone() }).crate_name)
+                .then_some(name);
+        }
         Ok(())
     }
 
@@ -285,16 +324,14 @@ impl Session<'_> {
         match choice {
             0 => {}
             1 => {
-                let mut kept = Vec::new();
-                for field in std::mem::take(&mut self.spec.fields) {
-                    let required = if field.required { ", required" } else { "" };
-                    if self
-                        .confirm(&format!("Keep {} ({}{required})?", field.name, field.ty.as_str()), true)?
-                    {
-                        kept.push(field);
-                    }
+                // Decided first, dropped after: stopped half-way, the saved
+                // answers still hold every field not yet decided.
+                let mut keep = Vec::new();
+                for field in &self.spec.fields {
+                    keep.push(self.confirm(&format!("Keep {}?", field_short(field)), true)?);
                 }
-                self.spec.fields = kept;
+                let mut decisions = keep.into_iter();
+                self.spec.fields.retain(|_| decisions.next().unwrap_or(true));
             }
             _ => self.spec.fields.clear(),
         }
@@ -324,14 +361,10 @@ impl Session<'_> {
                     eprintln!("  {}: {}", p.path, p.message);
                 }
             }
-            let write = if self.options.print {
-                "Print the spec".to_owned()
-            } else {
-                format!("Write the repository to {}", self.output().display())
-            };
+            let write = if self.options.print { "Print the spec" } else { "Write the repository" };
             let mut actions = Vec::new();
             if problems.is_empty() {
-                actions.push((Action::Write, write.as_str()));
+                actions.push((Action::Write, write));
             }
             if !self.spec.fields.is_empty() {
                 actions.push((Action::Edit, "Edit a field"));
@@ -340,7 +373,10 @@ impl Session<'_> {
             if !self.spec.fields.is_empty() {
                 actions.push((Action::Remove, "Remove a field"));
             }
-            actions.push((Action::Names, "Change the kind, group, version, association or CI"));
+            actions.push((Action::Names, "Change the names, association, CI, image or crate"));
+            if !sources::problems(&self.spec).is_empty() {
+                actions.push((Action::Skeleton, "Write src/event_source.rs yourself (builtIn: false)"));
+            }
             actions.push((Action::Cancel, "Cancel (your answers are saved)"));
             let labels: Vec<&str> = actions.iter().map(|(_, label)| *label).collect();
             let choice = self.select("What now?", &labels, 0)?;
@@ -364,13 +400,14 @@ impl Session<'_> {
                     self.spec.fields.remove(i);
                 }
                 Action::Names => self.ask_names(true)?,
+                Action::Skeleton => self.spec.built_in = false,
                 Action::Cancel => return Err(Stop::Declined),
             }
         }
     }
 
     fn pick_field(&self, prompt: &str) -> Result<usize, Stop> {
-        let lines: Vec<String> = self.spec.fields.iter().map(field_line).collect();
+        let lines: Vec<String> = self.spec.fields.iter().map(field_short).collect();
         self.select(prompt, &lines, 0)
     }
 
@@ -405,11 +442,15 @@ impl Session<'_> {
             &was(|f| Some(f.name.clone())),
             None,
             |s| {
+                if self.other_fields(index).any(|f| f.name == s) {
+                    return Err(format!("a field named {s:?} already exists"));
+                }
                 // A Rust name problem is answered by the next question, not here.
                 self.problems(index, &Field { name: s.to_owned(), ..field.clone() }, &["name"])
             },
         )?;
-        field.rust_name = existing.and_then(|f| f.rust_name.clone());
+        // A renamed field's Rust name was chosen for its old name.
+        field.rust_name = existing.filter(|f| f.name == field.name).and_then(|f| f.rust_name.clone());
         if let Some(why) = self.rust_name_problem(index, &field) {
             self.error(&why);
             let suggested = format!("{}_value", crate::names::rust_field_name(&field.name));
@@ -453,10 +494,32 @@ impl Session<'_> {
             _ => {}
         }
         field.required = self.confirm("Required?", existing.is_some_and(|f| f.required))?;
-        field.description = self.ask_optional("Description", &was(|f| f.description.clone()), |s| {
-            let trial = Field { description: Some(s.to_owned()), ..field.clone() };
-            self.problems(index, &trial, &["description"])
-        })?;
+        // A description can be long: shown, not put back on the input line,
+        // where it would wrap and leave stale lines on a narrow terminal.
+        field.description = match existing.and_then(|f| f.description.clone()) {
+            Some(current) => {
+                self.help(&format!("description now: {current}"));
+                let answer = self.ask_optional("Description (empty keeps it, - removes it)", "", |s| {
+                    if s == "-" {
+                        return Ok(());
+                    }
+                    self.problems(
+                        index,
+                        &Field { description: Some(s.to_owned()), ..field.clone() },
+                        &["description"],
+                    )
+                })?;
+                match answer.as_deref() {
+                    None => Some(current),
+                    Some("-") => None,
+                    Some(text) => Some(text.to_owned()),
+                }
+            }
+            None => self.ask_optional("Description", "", |s| {
+                let trial = Field { description: Some(s.to_owned()), ..field.clone() };
+                self.problems(index, &trial, &["description"])
+            })?,
+        };
 
         if field.ty.has_length() {
             field.pattern =
@@ -585,8 +648,26 @@ impl Session<'_> {
         trial
     }
 
+    /// The fields other than the one at `index` (being edited, or new).
+    fn other_fields(&self, index: usize) -> impl Iterator<Item = &Field> {
+        self.spec
+            .fields
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| self.editing != Some(*i) || *i != index)
+            .map(|(_, f)| f)
+    }
+
     /// Why the field's Rust name is unusable (a keyword, or taken), if it is.
     fn rust_name_problem(&self, index: usize, field: &Field) -> Option<String> {
+        let rust = |f: &Field| f.rust_name.clone().unwrap_or_else(|| crate::names::rust_field_name(&f.name));
+        if let Some(other) = self.other_fields(index).find(|f| rust(f) == rust(field)) {
+            return Some(format!(
+                "its Rust name {:?} is the Rust name of field {:?}; choose another",
+                rust(field),
+                other.name
+            ));
+        }
         let trial = self.with_field(index, field);
         let at = format!("fields[{index}]");
         spec::validate(&trial)
@@ -609,7 +690,7 @@ impl Session<'_> {
         default: Option<&str>,
         check: impl Fn(&str) -> Result<(), String>,
     ) -> Result<String, Stop> {
-        publish(&self.spec);
+        self.before_question();
         let mut typed = initial.to_owned();
         loop {
             let mut input = Input::<String>::with_theme(self.theme)
@@ -639,7 +720,7 @@ impl Session<'_> {
         initial: &str,
         check: impl Fn(&str) -> Result<(), String>,
     ) -> Result<Option<String>, Stop> {
-        publish(&self.spec);
+        self.before_question();
         let mut typed = initial.to_owned();
         loop {
             let answer = Input::<String>::with_theme(self.theme)
@@ -665,7 +746,7 @@ impl Session<'_> {
     /// Yes or no, answered with Enter: a `y` typed for one question is never
     /// taken with the Enter after it as the answer to the next.
     fn confirm(&self, prompt: &str, default: bool) -> Result<bool, Stop> {
-        publish(&self.spec);
+        self.before_question();
         Ok(Confirm::with_theme(self.theme)
             .with_prompt(prompt)
             .default(default)
@@ -675,8 +756,20 @@ impl Session<'_> {
 
     /// One entry of a list.
     fn select<T: std::fmt::Display>(&self, prompt: &str, items: &[T], default: usize) -> Result<usize, Stop> {
-        publish(&self.spec);
+        self.before_question();
         Ok(Select::with_theme(self.theme).with_prompt(prompt).items(items).default(default).interact()?)
+    }
+
+    /// Publish the answers so far (for the signal thread), and drop what
+    /// was typed ahead: no keystroke meant for one question answers the next.
+    fn before_question(&self) {
+        publish(&self.spec);
+        #[cfg(unix)]
+        // SAFETY: tcflush only discards the terminal's pending input; on a
+        // descriptor that is not a terminal it fails harmlessly with ENOTTY.
+        unsafe {
+            libc::tcflush(libc::STDIN_FILENO, libc::TCIFLUSH);
+        }
     }
 
     fn error(&self, why: &str) {
@@ -705,6 +798,12 @@ const TYPE_HELP: [(FieldType, &str); 9] = [
 
 fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `topic (string, required)`: short enough for a list entry on one line.
+fn field_short(f: &Field) -> String {
+    let required = if f.required { ", required" } else { "" };
+    format!("{} ({}{required})", f.name, f.ty.as_str())
 }
 
 /// `topic (string, required, pattern ^a$, length 1..63, default x)`.

@@ -5,8 +5,8 @@
 //! (a [`Critical`] section) it only records the signal, and the writer
 //! notices it between two steps, rolls back, cleans up and exits the same way.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How many critical sections are open; locked by the signal thread while it
 /// decides, so a section cannot start between its check and its exit.
@@ -19,13 +19,17 @@ static PENDING: AtomicI32 = AtomicI32::new(0);
 type PromptHook = Box<dyn Fn(i32) -> bool + Send>;
 static PROMPT_HOOK: Mutex<Option<PromptHook>> = Mutex::new(None);
 
-/// Set when a prompt saw Ctrl-C itself (the terminal library turns it into
-/// an error and a SIGINT): the prompts handle that SIGINT, not the thread.
-static PROMPT_SAW_CTRL_C: AtomicBool = AtomicBool::new(false);
+/// Whether the signal thread runs (`install` succeeded).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Set in the signal handler itself, at once: a SIGTERM or SIGHUP that
+/// interrupts a prompt's read makes the terminal library raise a SIGINT,
+/// which the signal thread may see first.
+static TERM_SEEN: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+static HUP_SEEN: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-/// Say that the prompts handle the SIGINT of a Ctrl-C they saw.
-pub fn prompt_saw_ctrl_c() {
-    PROMPT_SAW_CTRL_C.store(true, Ordering::SeqCst);
+/// Whether signals reach the signal thread (and so the prompt hook).
+pub fn installed() -> bool {
+    INSTALLED.load(Ordering::SeqCst)
 }
 
 /// Set (or clear) the hook the signal thread runs while the prompts run.
@@ -39,11 +43,16 @@ pub fn install() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
+        let term = TERM_SEEN.get_or_init(|| Arc::new(AtomicBool::new(false)));
+        signal_hook::flag::register(SIGTERM, Arc::clone(term))?;
+        let hup = HUP_SEEN.get_or_init(|| Arc::new(AtomicBool::new(false)));
+        signal_hook::flag::register(SIGHUP, Arc::clone(hup))?;
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         std::thread::Builder::new().name("signals".into()).spawn(move || {
             for signal in signals.forever() {
                 let active = ACTIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 if *active == 0 {
+                    let signal = cause(signal);
                     if !run_prompt_hook(signal) {
                         continue;
                     }
@@ -52,24 +61,29 @@ pub fn install() -> std::io::Result<()> {
                 PENDING.store(signal, Ordering::SeqCst);
             }
         })?;
+        INSTALLED.store(true, Ordering::SeqCst);
     }
     Ok(())
 }
 
-/// Whether to exit on `signal`, after the prompt hook (if one is set) saved
-/// the answers. A Ctrl-C typed at a prompt also reaches the prompt itself,
-/// which saves them and says so: it gets a moment to do that first.
+/// The signal that started it: a SIGINT seen together with a SIGTERM or
+/// SIGHUP was raised by the terminal library after that one.
+#[cfg(unix)]
+fn cause(signal: i32) -> i32 {
+    use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
+    let seen = |flag: &OnceLock<Arc<AtomicBool>>| flag.get().is_some_and(|f| f.load(Ordering::SeqCst));
+    match signal {
+        SIGINT if seen(&TERM_SEEN) => SIGTERM,
+        SIGINT if seen(&HUP_SEEN) => SIGHUP,
+        other => other,
+    }
+}
+
+/// Whether to exit on `signal`, after the prompt hook (while the prompts
+/// run) saved the answers. The prompts leave signals to this thread: a
+/// Ctrl-C at a prompt is turned into a SIGINT by the terminal library.
 #[cfg(unix)]
 fn run_prompt_hook(signal: i32) -> bool {
-    let prompting = || PROMPT_HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some();
-    if signal == signal_hook::consts::signal::SIGINT {
-        if prompting() {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
-        if PROMPT_SAW_CTRL_C.swap(false, Ordering::SeqCst) {
-            return false;
-        }
-    }
     match PROMPT_HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref() {
         Some(hook) => hook(signal),
         None => true,

@@ -270,6 +270,8 @@ fn the_summary_edits_removes_adds_and_renames_before_writing() {
     answer(&mut p, "API version", "");
     pick(&mut p, "How does a trigger name its functions?", 0);
     pick(&mut p, "CI files", 0);
+    answer(&mut p, "Controller image", "");
+    answer(&mut p, "Cargo package name", "");
     wait(&mut p, "QueueTrigger");
     pick(&mut p, "What now?", WRITE);
     p.exp_eof().expect("exits");
@@ -403,4 +405,109 @@ fn flags_skip_questions_keywords_get_a_rust_name_and_print_spec_writes_nothing()
     assert!(printed.contains("rustName: type_value") && printed.contains("ci: github"), "{printed}");
     assert!(printed.contains("group: example.com"), "{printed}");
     assert!(!tmp.path().join("mqtt-trigger").exists(), "nothing written");
+}
+
+/// Review findings: stopping half-way through keeping a preset's fields one
+/// by one keeps every field not yet dropped in the saved answers; SIGTERM
+/// while a prompt waits saves them too and exits 143, every time.
+#[test]
+fn a_stop_while_keeping_fields_or_a_sigterm_saves_every_answer() {
+    let tmp = TempDir::new().unwrap();
+    let mut p = start(&["new", "nats", "-o", "out"], tmp.path());
+    default_names(&mut p);
+    pick(&mut p, "Keep these fields?", 1);
+    answer(&mut p, "Keep topic", "n");
+    wait(&mut p, "Keep stream");
+    keys(&mut p, CTRL_C);
+    wait(&mut p, "cancelled; nothing was written");
+    p.exp_eof().expect("exits");
+    let saved = fs::read_to_string(tmp.path().join("nats-trigger.yaml")).unwrap();
+    assert!(saved.contains("name: topic") && saved.contains("name: stream"), "{saved}");
+
+    for round in 0..5 {
+        let dir = TempDir::new().unwrap();
+        let mut p = start(&["new", "nats", "-o", "out"], dir.path());
+        answer(&mut p, "Kind", "QueueTrigger");
+        wait(&mut p, "API group");
+        p.process.signal(rexpect::process::Signal::SIGTERM).expect("SIGTERM");
+        wait(&mut p, "interrupted by SIGTERM; nothing was written");
+        let rest = p.exp_eof().expect("exits");
+        let status = p.process.wait().expect("exit status");
+        assert!(matches!(status, WaitStatus::Exited(_, 143)), "round {round}: {status:?}");
+        assert!(
+            rest.contains("kubeless-trigger new --spec ./nats-trigger.yaml -o out"),
+            "round {round}: {rest}"
+        );
+        let saved = fs::read_to_string(dir.path().join("nats-trigger.yaml")).unwrap();
+        assert!(saved.contains("kind: QueueTrigger"), "round {round}: {saved}");
+    }
+}
+
+/// An Enter typed twice after the last question does not choose "Write":
+/// what was typed ahead is dropped before each question.
+#[test]
+fn keys_typed_ahead_never_answer_the_summary() {
+    let tmp = TempDir::new().unwrap();
+    let mut p = start(&["new", "sqs", "-o", "out"], tmp.path());
+    default_names(&mut p);
+    wait(&mut p, "Add a spec field?");
+    keys(&mut p, &format!("n{ENTER}{ENTER}{ENTER}"));
+    wait(&mut p, "What now?");
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!tmp.path().join("out").exists(), "the stray Enters wrote nothing");
+    pick(&mut p, "Cancel", 0);
+    p.exp_eof().expect("exits");
+}
+
+/// Renaming a field at the summary: a name another field has is refused
+/// at once, and a Rust name chosen for the old name is asked again.
+#[test]
+fn a_rename_is_checked_against_the_other_fields_and_drops_the_old_rust_name() {
+    let tmp = TempDir::new().unwrap();
+    let mut p = start(&["new", "sqs", "-o", "out"], tmp.path());
+    default_names(&mut p);
+    for name in ["type", "zed"] {
+        answer(&mut p, "spec field?", "y");
+        answer(&mut p, "Field name", name);
+        if name == "type" {
+            answer(&mut p, "Rust field name", "");
+        }
+        pick(&mut p, "Type", 3);
+        answer(&mut p, "Required?", "");
+        answer(&mut p, "Description", "");
+        pick(&mut p, "Default", 0);
+    }
+    answer(&mut p, "Add another spec field?", "n");
+    pick(&mut p, "What now?", EDIT);
+    pick(&mut p, "Edit which field?", 0);
+    wait(&mut p, "Field name");
+    keys(&mut p, &format!("{}zed{ENTER}", BACKSPACE.repeat(4)));
+    wait(&mut p, "a field named \"zed\" already exists");
+    retype(&mut p, "zed", "other");
+    pick(&mut p, "Type", 0);
+    answer(&mut p, "Required?", "");
+    answer(&mut p, "Description", "");
+    pick(&mut p, "Default", 0);
+    pick(&mut p, "What now?", WRITE);
+    p.exp_eof().expect("exits");
+    let spec = fs::read_to_string(tmp.path().join("out/trigger.yaml")).unwrap();
+    assert!(spec.contains("name: other") && !spec.contains("rustName"), "{spec}");
+}
+
+/// A flag's refused value stops the run before the first question;
+/// `--print-spec` does not care about the output directory.
+#[test]
+fn a_bad_flag_stops_before_the_questions_and_print_spec_ignores_the_output() {
+    let tmp = TempDir::new().unwrap();
+    let mut p = start(&["new", "kafka", "--image", "Bad Image:1"], tmp.path());
+    let shown = p.exp_eof().expect("exits at once");
+    assert!(shown.contains("--image") && !shown.contains("Kind"), "{shown}");
+    let status = p.process.wait().expect("exit status");
+    assert!(matches!(status, WaitStatus::Exited(_, 2)), "{status:?}");
+
+    fs::create_dir(tmp.path().join("full")).unwrap();
+    fs::write(tmp.path().join("full/x"), "x").unwrap();
+    let mut p = start(&["new", "nats", "--print-spec", "-o", "full"], tmp.path());
+    answer(&mut p, "Kind", "");
+    p.exp_string("API group").expect("the questions go on");
 }
