@@ -1,7 +1,7 @@
 //! The render model: the spec's fields turned into the Rust and schema pieces
 //! templates place. All decisions about types, attributes and defaults live
-//! here, so templates stay free of logic and the CRD builder and the Rust
-//! types are derived from the same facts.
+//! here, so templates only place their results (they loop and test flags,
+//! never derive), and the CRD builder and the Rust types share the facts.
 
 use heck::{ToLowerCamelCase, ToSnakeCase, ToUpperCamelCase};
 use serde::Serialize;

@@ -27,6 +27,8 @@ pub enum RenderError {
     Template { template: String, message: String },
     #[error("failed to record the spec: {0}")]
     Spec(String),
+    #[error("a render worker panicked (a bug): {0}")]
+    Worker(String),
     #[error(
         "the CRD would be {size} bytes, over the {} KiB `kubectl apply` can store in its last-applied annotation; shorten the descriptions or drop fields",
         CRD_CAP / 1024
@@ -158,7 +160,7 @@ fn render_templates(
             shares.into_iter().map(|share| scope.spawn(move || render_share(share, ctx))).collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(RenderError::Spec("a render worker panicked".into()))))
+            .map(|h| h.join().unwrap_or_else(|payload| Err(RenderError::Worker(panic_text(&*payload)))))
             .collect()
     });
     let mut out = Vec::new();
@@ -166,6 +168,15 @@ fn render_templates(
         out.extend(r?);
     }
     Ok(out)
+}
+
+/// The message a panic carried.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }
 
 fn render_share(

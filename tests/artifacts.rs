@@ -12,13 +12,8 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-fn snapshots() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots");
-    let mut dirs: Vec<PathBuf> =
-        fs::read_dir(root).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    dirs.sort();
-    dirs
-}
+mod common;
+use common::snapshots;
 
 fn source_of(dir: &Path) -> String {
     let text = fs::read_to_string(dir.join("trigger.yaml")).unwrap();

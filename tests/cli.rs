@@ -4,16 +4,12 @@
 use std::fs;
 use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use predicates::str::contains;
 use tempfile::TempDir;
 
-fn cli() -> Command {
-    let mut cmd = Command::cargo_bin("kubeless-trigger").expect("binary built");
-    cmd.env("NO_COLOR", "1").env_remove("RUST_LOG");
-    cmd
-}
+mod common;
+use common::cli;
 
 /// Every file under `dir`, relative, with its bytes.
 fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {

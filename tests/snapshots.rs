@@ -26,14 +26,10 @@ fn snapshots_dir() -> PathBuf {
 }
 
 fn snapshot_names() -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(snapshots_dir())
-        .expect("snapshots/ exists")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    common::snapshots()
+        .iter()
+        .filter_map(|dir| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
 }
 
 fn load(name: &str) -> Spec {

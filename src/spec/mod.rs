@@ -1,4 +1,4 @@
-//! The spec: the one definition of every input (design §2–§3).
+//! The spec: the one definition of every input (see ARCHITECTURE.md).
 //!
 //! The prompt, the flags, the spec file (`trigger.yaml`) and the JSON Schema
 //! (`kubeless-trigger schema`) all read and write these types, so a key can

@@ -15,6 +15,19 @@ pub fn cli() -> Command {
     cmd
 }
 
+/// Every snapshot repository under `snapshots/`, sorted.
+pub fn snapshots() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots");
+    let mut dirs: Vec<PathBuf> = fs::read_dir(root)
+        .expect("snapshots/ exists")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 /// A fresh `new nats --defaults` repository.
 pub fn repo() -> (TempDir, PathBuf) {
     let tmp = TempDir::new().unwrap();
