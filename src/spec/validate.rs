@@ -44,6 +44,18 @@ const ENVELOPE: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
 /// Validate a whole spec; an empty list means it can be rendered.
 pub fn validate(spec: &Spec) -> Vec<Problem> {
     let mut p = Vec::new();
+    let names = Names::derive(spec);
+    validate_header(spec, &mut p);
+    validate_names(spec, &names, &mut p);
+    validate_fields(spec, &names, &mut p);
+    if p.is_empty() {
+        p.extend(crate::sources::problems(spec));
+    }
+    p
+}
+
+/// The format version, the source and the description.
+fn validate_header(spec: &Spec, p: &mut Vec<Problem>) {
     if spec.format_version != FORMAT_VERSION {
         p.push(Problem::new(
             "formatVersion",
@@ -59,9 +71,13 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         ));
     }
     if let Some(d) = &spec.description {
-        check_description("description", d, &mut p);
+        check_description("description", d, p);
     }
-    let names = Names::derive(spec);
+}
+
+/// The kind, plural, singular, short names, group, version, crate and
+/// image, given or derived.
+fn validate_names(spec: &Spec, names: &Names, p: &mut Vec<Problem>) {
     for (key, value, set) in [
         ("plural", &names.plural, spec.plural.is_some()),
         ("singular", &names.singular, spec.singular.is_some()),
@@ -126,12 +142,15 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     {
         p.push(Problem::new("image", why));
     }
+}
 
+/// Each field, then what fields must not share: JSON and Rust names.
+fn validate_fields(spec: &Spec, names: &Names, p: &mut Vec<Problem>) {
     let mut json_names = BTreeSet::new();
     let mut rust_names = BTreeSet::new();
     for (i, field) in spec.fields.iter().enumerate() {
         let at = format!("fields[{i}]");
-        validate_field(&at, field, spec.association, &mut p);
+        validate_field(&at, field, spec.association, p);
         let duplicate_json = !json_names.insert(field.name.as_str());
         if duplicate_json {
             p.push(Problem::new(format!("{at}.name"), format!("duplicate field name {:?}", field.name)));
@@ -164,13 +183,18 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             ));
         }
     }
-    if p.is_empty() {
-        p.extend(crate::sources::problems(spec));
-    }
-    p
 }
 
 fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Problem>) {
+    check_field_names(at, f, association, p);
+    check_enum_values(at, f, p);
+    check_type_keys(at, f, p);
+    check_bounds(at, f, p);
+    check_values(at, f, p);
+}
+
+/// The field's JSON and Rust names, and its description.
+fn check_field_names(at: &str, f: &Field, association: Association, p: &mut Vec<Problem>) {
     match check_field_name(&f.name) {
         Err(why) => p.push(Problem::new(format!("{at}.name"), why)),
         Ok(()) => {
@@ -221,8 +245,10 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
     if let Some(d) = &f.description {
         check_description(&format!("{at}.description"), d, p);
     }
+}
 
-    // Keys that only fit some types.
+/// An enum's values: at least one, distinct, each a usable Rust variant.
+fn check_enum_values(at: &str, f: &Field, p: &mut Vec<Problem>) {
     if f.ty == FieldType::Enum {
         if f.values.is_empty() {
             p.push(Problem::new(format!("{at}.values"), "an enum needs at least one value"));
@@ -253,6 +279,10 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
     } else if !f.values.is_empty() {
         p.push(Problem::new(format!("{at}.values"), "`values` only applies to `type: enum`"));
     }
+}
+
+/// Keys that only fit some types.
+fn check_type_keys(at: &str, f: &Field, p: &mut Vec<Problem>) {
     match (f.ty, f.items) {
         (FieldType::List, None) => p.push(Problem::new(
             format!("{at}.items"),
@@ -285,6 +315,10 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
             }
         }
     }
+}
+
+/// Bounds against each other, and an integer's bounds within i64.
+fn check_bounds(at: &str, f: &Field, p: &mut Vec<Problem>) {
     if let (Some(lo), Some(hi)) = (f.min_length, f.max_length)
         && lo > hi
     {
@@ -312,6 +346,10 @@ fn validate_field(at: &str, f: &Field, association: Association, p: &mut Vec<Pro
             }
         }
     }
+}
+
+/// The pattern, the example and the default, each against the field.
+fn check_values(at: &str, f: &Field, p: &mut Vec<Problem>) {
     if let Some(pat) = &f.pattern {
         check_bidi(&format!("{at}.pattern"), pat, p);
     }
