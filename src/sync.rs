@@ -292,3 +292,88 @@ impl SyncPlan {
         apply::write_changes(&Plan::new(writes), &removals, dir)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A user-owned file rendered as `content`.
+    fn scaffold(content: &str) -> PlannedFile {
+        PlannedFile::new("README.md".into(), content.into())
+    }
+
+    /// The lock entry of a last render of `base`.
+    fn rendered(base: &str) -> LockedFile {
+        LockedFile::of(&scaffold(base))
+    }
+
+    /// Every case of a user-owned file: (disk, last render, new render, mode)
+    /// → the action and what is written.
+    #[test]
+    fn the_decision_for_a_file_the_user_owns() {
+        use Action::*;
+        use Mode::{Generate, Update};
+        let base = "a\nb\nc\n";
+        let theirs = "a\nb\nc\nmine\n";
+        let ours = "new\na\nb\nc\n";
+        let clash_disk = "a\nB-mine\nc\n";
+        let clash_new = "a\nB-ours\nc\n";
+        let cases: [(&str, Option<&str>, Option<&str>, &str, Mode, Action, Option<&str>); 12] = [
+            ("new template", None, None, base, Update, Created, Some(base)),
+            ("deleted by the user", None, Some(base), ours, Update, Kept, None),
+            ("generate leaves it, template moved", Some(base), Some(base), ours, Generate, KeptBehind, None),
+            ("generate leaves it, template same", Some(theirs), Some(base), base, Generate, Kept, None),
+            ("no lock entry, same text", Some(base), None, base, Update, Unchanged, None),
+            ("no lock entry, other text", Some(theirs), None, base, Update, Kept, None),
+            ("template same, untouched", Some(base), Some(base), base, Update, Unchanged, None),
+            ("template same, edited", Some(theirs), Some(base), base, Update, Kept, None),
+            ("untouched, template moved", Some(base), Some(base), ours, Update, Updated, Some(ours)),
+            (
+                "both moved, apart",
+                Some(theirs),
+                Some(base),
+                ours,
+                Update,
+                Merged,
+                Some("new\na\nb\nc\nmine\n"),
+            ),
+            ("both moved, the same way", Some(ours), Some(base), ours, Update, Unchanged, None),
+            ("both moved, same lines", Some(clash_disk), Some(base), clash_new, Update, Conflict, None),
+        ];
+        for (name, disk, last, new, mode, action, written) in cases {
+            let last = last.map(rendered);
+            let (got, content, entry) = scaffolded(&scaffold(new), disk, last.as_ref(), mode);
+            assert_eq!(got, action, "{name}");
+            if action == Conflict {
+                let text = content.expect("written with markers");
+                assert!(
+                    text.contains("<<<<<<<") && text.contains("B-mine") && text.contains("B-ours"),
+                    "{name}"
+                );
+            } else {
+                assert_eq!(content.as_deref(), written, "{name}");
+            }
+            // The lock moves to the new render only when the file took it in.
+            let moved = matches!(action, Created | Updated | Merged | Conflict)
+                || (action == Unchanged && disk == Some(new))
+                || (action == Kept && last.is_none());
+            let expected = if moved {
+                LockedFile::of(&scaffold(new))
+            } else {
+                last.clone().expect("{name}: a last render")
+            };
+            assert_eq!(entry.base, expected.base, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_generated_file_is_created_rewritten_or_left() {
+        let f =
+            PlannedFile::new("src/x.rs".into(), format!("// {}\nfn x() {{}}\n", crate::render::GENERATED));
+        assert_eq!(generated(&f, None).0, Action::Created);
+        assert_eq!(generated(&f, Some(&f.content)).0, Action::Unchanged);
+        assert_eq!(generated(&f, Some(&f.content)).1, None, "nothing written");
+        let (action, content, _) = generated(&f, Some("edited"));
+        assert_eq!((action, content.as_deref()), (Action::Updated, Some(f.content.as_str())));
+    }
+}
