@@ -24,6 +24,28 @@ const CONDITION: &str = include_str!("schemas/condition.json");
 /// `spec.delivery`'s schema: the runtime's `policy::DeliverySpec` as kube 5 emits it.
 const DELIVERY: &str = include_str!("schemas/delivery.json");
 
+/// The doc comments of the generated `<Kind>Status` and `SecretKeyRef`
+/// structs, which kube-derive turns into their schema descriptions: the
+/// template places these, and the CRD built here uses the same words.
+#[derive(serde::Serialize)]
+pub struct Docs {
+    pub status: &'static str,
+    pub observed_generation: &'static str,
+    pub functions: &'static str,
+    pub conditions: &'static str,
+    pub secret_name: &'static str,
+    pub secret_key: &'static str,
+}
+
+pub const DOCS: Docs = Docs {
+    status: "Observed state of the trigger, written by its controller.",
+    observed_generation: "The `metadata.generation` this status describes.",
+    functions: "Functions the trigger currently delivers events to.",
+    conditions: "Current conditions; `Ready` says whether events are being delivered.",
+    secret_name: "Name of the Secret, in the trigger's namespace.",
+    secret_key: "Key within the Secret.",
+};
+
 /// The JSON name of the delivery policy every trigger spec carries.
 pub const DELIVERY_FIELD: &str = "delivery";
 
@@ -126,23 +148,23 @@ fn spec_schema(model: &Model) -> Value {
 fn status_schema() -> Value {
     let condition: Value = serde_json::from_str(CONDITION).expect("fixture is JSON");
     json!({
-        "description": "Observed state of the trigger, written by its controller.",
+        "description": DOCS.status,
         "nullable": true,
         "properties": {
             "conditions": {
                 "default": [],
-                "description": "Current conditions; `Ready` says whether events are being delivered.",
+                "description": DOCS.conditions,
                 "items": condition,
                 "type": "array",
             },
             "functions": {
                 "default": [],
-                "description": "Functions the trigger currently delivers events to.",
+                "description": DOCS.functions,
                 "items": {"type": "string"},
                 "type": "array",
             },
             "observedGeneration": {
-                "description": "The `metadata.generation` this status describes.",
+                "description": DOCS.observed_generation,
                 "format": "int64",
                 "nullable": true,
                 "type": "integer",

@@ -609,8 +609,8 @@ pub fn secret_key_ref_schema() -> Value {
     json!({
         "type": "object",
         "properties": {
-            "key": {"type": "string", "description": "Key within the Secret."},
-            "name": {"type": "string", "description": "Name of the Secret, in the trigger's namespace."}
+            "key": {"type": "string", "description": crate::crd::DOCS.secret_key},
+            "name": {"type": "string", "description": crate::crd::DOCS.secret_name}
         },
         "required": ["key", "name"]
     })

@@ -96,6 +96,7 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     ctx.insert("rust_version", RUST_VERSION);
     ctx.insert("tool_on_crates_io", &TOOL_ON_CRATES_IO);
     ctx.insert("max_width", &MAX_WIDTH);
+    ctx.insert("docs", &crd::DOCS);
     ctx.insert("runtime_dependencies", runtime::manifest_section("dependencies"));
     ctx.insert("runtime_dev_dependencies", runtime::manifest_section("dev-dependencies"));
 
