@@ -13,7 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
-use crate::model::Model;
+use crate::model::{Model, TypesModel};
 use crate::spec::Association;
 
 /// LabelSelector's schema as k8s-openapi 0.29 (feature `schemars`) and kube 5 emit it.
@@ -63,10 +63,11 @@ pub fn yaml(model: &Model) -> String {
 
 pub fn build(model: &Model) -> CustomResourceDefinition {
     let n = &model.names;
+    let types = &model.types;
     let root = json!({
-        "description": model.description,
+        "description": types.description,
         "properties": {
-            "spec": spec_schema(model),
+            "spec": spec_schema(types),
             "status": status_schema(),
         },
         "required": ["spec"],
@@ -89,7 +90,7 @@ pub fn build(model: &Model) -> CustomResourceDefinition {
             scope: "Namespaced".to_owned(),
             versions: vec![CustomResourceDefinitionVersion {
                 additional_printer_columns: Some(
-                    model
+                    types
                         .columns
                         .iter()
                         .map(|c| CustomResourceColumnDefinition {
@@ -119,7 +120,7 @@ pub fn build(model: &Model) -> CustomResourceDefinition {
     }
 }
 
-fn spec_schema(model: &Model) -> Value {
+fn spec_schema(model: &TypesModel) -> Value {
     let mut properties: BTreeMap<String, Value> =
         model.fields.iter().map(|f| (f.json_name.clone(), f.schema.clone())).collect();
     let association = match model.association.kind {

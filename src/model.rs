@@ -11,10 +11,26 @@ use crate::names::{self, Names};
 use crate::sources::{self, EnvVar, Examples, Readme, Rule};
 use crate::spec::{Association, Ci, Field, FieldType, ScalarType, Spec, example, number};
 
-/// Everything the templates see.
+/// Everything the templates see, by concern. The concerns are flattened
+/// into one namespace for the templates (`fields`, `example_spec`, ...).
 #[derive(Debug, Serialize)]
 pub struct Model {
     pub names: Names,
+    /// The custom resource's types: the types file and the CRD.
+    #[serde(flatten)]
+    pub types: TypesModel,
+    /// The example trigger object, as the examples, README and tests use it.
+    #[serde(flatten)]
+    pub examples: ExamplesModel,
+    pub ci: CiModel,
+    /// What the source's built-in implementation adds (`sources/<name>/source.yaml`).
+    pub source: SourceModel,
+}
+
+/// The custom resource's types, from which the Rust types and the CRD schema
+/// are both made.
+#[derive(Debug, Serialize)]
+pub struct TypesModel {
     /// One line: what the trigger does (CRD description and docs).
     pub description: String,
     /// Description of the trigger's `spec`.
@@ -26,6 +42,11 @@ pub struct Model {
     pub columns: Vec<Column>,
     /// Which optional imports the types file needs.
     pub uses: Uses,
+}
+
+/// The example trigger object, in the forms the generated files need.
+#[derive(Debug, Serialize)]
+pub struct ExamplesModel {
     /// An example trigger object's spec, one `key: value` line per entry
     /// (values in JSON, which is YAML), for `examples/`.
     pub example_spec: Vec<String>,
@@ -36,9 +57,6 @@ pub struct Model {
     /// A JSON merge patch that changes the example trigger's spec (a new
     /// generation) and keeps it valid, for the update end-to-end test.
     pub update_patch: String,
-    pub ci: CiModel,
-    /// What the source's built-in implementation adds (`sources/<name>/source.yaml`).
-    pub source: SourceModel,
 }
 
 /// What the CI files need: which of them exist, and the cluster the
@@ -292,10 +310,22 @@ impl Model {
     /// Build the model of a validated spec.
     pub fn new(spec: &Spec) -> Model {
         let names = Names::derive(spec);
+        Model {
+            types: TypesModel::new(spec, &names),
+            examples: ExamplesModel::new(spec),
+            ci: CiModel::of(spec.ci.unwrap_or_default(), &names.image),
+            source: SourceModel::of(spec),
+            names,
+        }
+    }
+}
+
+impl TypesModel {
+    fn new(spec: &Spec, names: &Names) -> TypesModel {
         let mut uses = Uses { label_selector: spec.association == Association::Selector, ..Uses::default() };
         let mut enums = Vec::new();
         let fields: Vec<FieldModel> =
-            spec.fields.iter().map(|f| field_model(&names, f, &mut uses, &mut enums)).collect();
+            spec.fields.iter().map(|f| field_model(names, f, &mut uses, &mut enums)).collect();
         let description =
             spec.description.as_deref().map(normalize).unwrap_or_else(|| match spec.association {
                 Association::Selector => format!(
@@ -307,25 +337,28 @@ impl Model {
                     names.kind, names.source_title
                 ),
             });
-        let columns = columns(spec, &fields);
-        let example = example_values(spec);
-        let example_spec = example.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        let members: Vec<String> = example.iter().map(|(k, v)| format!("        {k:?}: {v}")).collect();
-        let test_spec_json = crate::rustlit::str_literal(&format!("{{\n{}\n    }}", members.join(",\n")));
-        Model {
+        TypesModel {
             spec_description: format!(
                 "Desired state of a {}: the event source settings and the functions to call.",
                 names.kind
             ),
             association: AssociationModel::of(spec.association),
-            ci: CiModel::of(spec.ci.unwrap_or_default(), &names.image),
-            source: SourceModel::of(spec),
-            names,
+            columns: columns(spec, &fields),
             description,
             fields,
             enums,
-            columns,
             uses,
+        }
+    }
+}
+
+impl ExamplesModel {
+    fn new(spec: &Spec) -> ExamplesModel {
+        let example = example_values(spec);
+        let example_spec = example.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let members: Vec<String> = example.iter().map(|(k, v)| format!("        {k:?}: {v}")).collect();
+        let test_spec_json = crate::rustlit::str_literal(&format!("{{\n{}\n    }}", members.join(",\n")));
+        ExamplesModel {
             example_spec,
             test_spec_json,
             update_patch: match spec.association {

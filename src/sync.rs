@@ -307,6 +307,17 @@ mod tests {
         LockedFile::of(&scaffold(base))
     }
 
+    /// (name, on disk, last render, new render, mode, action, written).
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+        Mode,
+        Action,
+        Option<&'static str>,
+    );
+
     /// Every case of a user-owned file: (disk, last render, new render, mode)
     /// → the action and what is written.
     #[test]
@@ -318,7 +329,7 @@ mod tests {
         let ours = "new\na\nb\nc\n";
         let clash_disk = "a\nB-mine\nc\n";
         let clash_new = "a\nB-ours\nc\n";
-        let cases: [(&str, Option<&str>, Option<&str>, &str, Mode, Action, Option<&str>); 12] = [
+        let cases: [Case; 12] = [
             ("new template", None, None, base, Update, Created, Some(base)),
             ("deleted by the user", None, Some(base), ours, Update, Kept, None),
             ("generate leaves it, template moved", Some(base), Some(base), ours, Generate, KeptBehind, None),
