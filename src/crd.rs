@@ -174,3 +174,72 @@ fn status_schema() -> Value {
         "type": "object",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Field, FieldType, Spec};
+
+    fn spec(association: Association, fields: Vec<Field>) -> Spec {
+        Spec { association, fields, ..Spec::empty("mqtt") }
+    }
+
+    fn schema(spec: &Spec) -> Value {
+        serde_json::to_value(build(&Model::new(spec))).expect("json")["spec"]["versions"][0]["schema"]
+            ["openAPIV3Schema"]
+            .clone()
+    }
+
+    #[test]
+    fn the_association_field_is_required_and_shaped_by_the_association() {
+        for (association, field, ty) in [
+            (Association::Selector, "functionSelector", "object"),
+            (Association::Function, "functionName", "string"),
+        ] {
+            let mut topic = Field::new("topic", FieldType::String);
+            topic.required = true;
+            let s = schema(&spec(association, vec![topic, Field::new("qos", FieldType::Integer)]));
+            let spec_schema = &s["properties"]["spec"];
+            assert_eq!(spec_schema["properties"][field]["type"], ty, "{field}");
+            assert_eq!(
+                spec_schema["required"],
+                json!([field, "topic"].iter().copied().collect::<std::collections::BTreeSet<_>>()),
+                "sorted, association included"
+            );
+            assert!(
+                spec_schema["properties"][DELIVERY_FIELD].is_object(),
+                "every trigger has a delivery policy"
+            );
+            assert_eq!(s["required"], json!(["spec"]));
+        }
+    }
+
+    #[test]
+    fn the_status_schema_says_what_the_generated_struct_says() {
+        let s = schema(&spec(Association::Function, Vec::new()));
+        let status = &s["properties"]["status"];
+        assert_eq!(status["description"], DOCS.status);
+        assert_eq!(status["properties"]["functions"]["description"], DOCS.functions);
+        assert_eq!(status["properties"]["conditions"]["description"], DOCS.conditions);
+        assert_eq!(status["properties"]["observedGeneration"]["description"], DOCS.observed_generation);
+    }
+
+    #[test]
+    fn names_and_subresources_follow_kubeless() {
+        let crd = build(&Model::new(&Spec {
+            short_names: vec!["mq".into()],
+            ..spec(Association::Function, Vec::new())
+        }));
+        assert_eq!(crd.metadata.name.as_deref(), Some("mqtttriggers.kubeless.io"));
+        assert_eq!(crd.spec.names.kind, "MQTTTrigger");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["mq".to_owned()]));
+        assert_eq!(crd.spec.names.categories, Some(vec!["kubeless".to_owned()]));
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let version = &crd.spec.versions[0];
+        assert!(version.served && version.storage);
+        assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        let columns: Vec<&str> =
+            version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert!(columns.contains(&"Function"), "{columns:?}");
+    }
+}

@@ -321,3 +321,55 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_paths_become_output_paths() {
+        let spec = Spec { version: Some("v1alpha1".into()), ..Spec::empty("google-pubsub") };
+        let model = Model::new(&spec);
+        for (template, output) in [
+            ("Makefile", "Makefile"),
+            ("dot-gitignore", ".gitignore"),
+            ("dot-github/workflows/ci.yml", ".github/workflows/ci.yml"),
+            ("__source__.jsonnet", "google-pubsub.jsonnet"),
+            ("tests/integration-tests-__source__.bats", "tests/integration-tests-google-pubsub.bats"),
+            (
+                "src/apis/kubeless/__version__/__module__.rs",
+                "src/apis/kubeless/v1alpha1/google_pubsub_trigger.rs",
+            ),
+            ("examples/dot-keep", "examples/.keep"),
+        ] {
+            assert_eq!(output_path(template, &model), output, "{template}");
+        }
+    }
+
+    #[test]
+    fn a_source_file_gets_the_header_its_placeholder_names() {
+        assert_eq!(with_header("// {{ generated }}\nfn a() {}\n"), format!("// {GENERATED}\nfn a() {{}}\n"));
+        assert_eq!(with_header("# {{ scaffolded }}\nx\n"), format!("# {SCAFFOLDED}\nx\n"));
+    }
+
+    #[test]
+    fn str_const_is_laid_out_as_rustfmt_would() {
+        let call = |name: &str, value: &str| {
+            let args = [("name", name), ("value", value), ("vis", "pub")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), tera::Value::String(v.to_owned())))
+                .collect();
+            str_const(&args).expect("renders").as_str().expect("a string").to_owned()
+        };
+        assert_eq!(call("A", "short"), "pub const A: &str = \"short\";");
+        let long = "x".repeat(120);
+        assert_eq!(call("A", &long), format!("pub const A: &str =\n    \"{long}\";"));
+        assert!(str_const(&std::collections::HashMap::new()).is_err(), "a name is required");
+    }
+
+    #[test]
+    fn rendering_is_pure() {
+        let spec = crate::sources::preset("nats").expect("the nats preset");
+        assert_eq!(render(&spec).expect("renders"), render(&spec).expect("renders"));
+    }
+}
