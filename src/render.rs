@@ -367,6 +367,28 @@ mod tests {
         assert!(str_const(&std::collections::HashMap::new()).is_err(), "a name is required");
     }
 
+    /// libtest.bash tells the skeleton from a real event source by a
+    /// sentence of the skeleton: the sentence must be there, and only there.
+    #[test]
+    fn the_skeleton_says_the_sentence_libtest_looks_for() {
+        let file = |spec: &Spec, path: &str| {
+            render(spec).expect("renders").get(path).unwrap_or_else(|| panic!("{path}")).content.clone()
+        };
+        let skeleton = Spec::empty("mqtt");
+        let libtest = file(&skeleton, "script/libtest.bash");
+        let sentence = libtest
+            .lines()
+            .find_map(|l| {
+                l.split_once("grep -q \"").and_then(|(_, rest)| rest.split_once('"')).map(|(s, _)| s)
+            })
+            .expect("libtest greps for a sentence");
+        assert!(file(&skeleton, "src/event_source.rs").contains(sentence), "{sentence:?}");
+        for source in crate::sources::all().iter().filter(|s| s.manifest.is_some()) {
+            let spec = crate::sources::preset(source.name).expect("a preset");
+            assert!(!file(&spec, "src/event_source.rs").contains(sentence), "{}", source.name);
+        }
+    }
+
     #[test]
     fn rendering_is_pure() {
         let spec = crate::sources::preset("nats").expect("the nats preset");

@@ -52,6 +52,38 @@ pub fn dependency_names() -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    /// The README's configuration table repeats the runtime's defaults (the
+    /// runtime cannot be linked here to derive them): each literal default
+    /// `config.rs` passes to `number("NAME", default, min)` is the one the
+    /// table shows for NAME.
+    #[test]
+    fn the_readme_states_the_runtime_defaults() {
+        let readme = include_str!("../templates/README.md.tera");
+        let config = super::files()
+            .into_iter()
+            .find(|(path, _)| path == "src/config.rs")
+            .map(|(_, text)| text)
+            .expect("the runtime's config.rs");
+        let mut checked = 0;
+        for call in config.split("number(\"").skip(1) {
+            let Some((name, rest)) = call.split_once("\", ") else { continue };
+            let default = rest.split(',').next().unwrap_or_default().trim();
+            if default.is_empty() || !default.chars().all(|c| c.is_ascii_digit()) || default == "0" {
+                continue;
+            }
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("README.md.tera has no row for {name}"));
+            assert!(
+                row.contains(&format!("`{default}`")),
+                "{name}: config.rs defaults to {default}; README: {row}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 5, "only {checked} defaults found in config.rs");
+    }
+
     use super::*;
 
     #[test]
