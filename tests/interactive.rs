@@ -59,6 +59,19 @@ fn default_names(p: &mut PtySession) {
     pick(p, "CI files", 0);
 }
 
+/// After "Type": a string field's remaining questions, each left empty
+/// but `required` and, for an optional field, the default.
+fn plain_string_field(p: &mut PtySession, required: &str, default: Option<&str>) {
+    answer(p, "Required?", required);
+    answer(p, "Description", "");
+    answer(p, "Pattern", "");
+    answer(p, "Minimum length", "");
+    answer(p, "Maximum length", "");
+    if let Some(default) = default {
+        answer(p, "Default", default);
+    }
+}
+
 /// The summary's actions, in menu order when every one is offered.
 const WRITE: usize = 0;
 const EDIT: usize = 1;
@@ -247,22 +260,12 @@ fn the_summary_edits_removes_adds_and_renames_before_writing() {
     pick(&mut p, "What now?", ADD - 1);
     answer(&mut p, "Field name", "stream");
     pick(&mut p, "Type", 0);
-    answer(&mut p, "Required?", "");
-    answer(&mut p, "Description", "");
-    answer(&mut p, "Pattern", "");
-    answer(&mut p, "Minimum length", "");
-    answer(&mut p, "Maximum length", "");
-    answer(&mut p, "Default", "");
+    plain_string_field(&mut p, "", Some(""));
     // Add `region`.
     pick(&mut p, "What now?", ADD);
     answer(&mut p, "Field name", "region");
     pick(&mut p, "Type", 0);
-    answer(&mut p, "Required?", "");
-    answer(&mut p, "Description", "");
-    answer(&mut p, "Pattern", "");
-    answer(&mut p, "Minimum length", "");
-    answer(&mut p, "Maximum length", "");
-    answer(&mut p, "Default", "eu");
+    plain_string_field(&mut p, "", Some("eu"));
     // Change the kind.
     pick(&mut p, "What now?", NAMES);
     answer(&mut p, "Kind", "QueueTrigger");
@@ -294,11 +297,7 @@ fn cancelling_at_the_summary_saves_the_answers_for_new_spec() {
     answer(&mut p, "Add a spec field?", "y");
     answer(&mut p, "Field name", "queueUrl");
     pick(&mut p, "Type", 0);
-    answer(&mut p, "Required?", "y");
-    answer(&mut p, "Description", "");
-    answer(&mut p, "Pattern", "");
-    answer(&mut p, "Minimum length", "");
-    answer(&mut p, "Maximum length", "");
+    plain_string_field(&mut p, "y", None);
     answer(&mut p, "Add another spec field?", "n");
     pick(&mut p, "What now?", CANCEL);
     wait(&mut p, "not written");
@@ -391,12 +390,7 @@ fn flags_skip_questions_keywords_get_a_rust_name_and_print_spec_writes_nothing()
     wait(&mut p, "is a Rust keyword");
     answer(&mut p, "Rust field name", ""); // the suggestion, type_value
     pick(&mut p, "Type", 0);
-    answer(&mut p, "Required?", "");
-    answer(&mut p, "Description", "");
-    answer(&mut p, "Pattern", "");
-    answer(&mut p, "Minimum length", "");
-    answer(&mut p, "Maximum length", "");
-    answer(&mut p, "Default", "");
+    plain_string_field(&mut p, "", Some(""));
     answer(&mut p, "Add another spec field?", "");
     wait(&mut p, "What now?");
     wait(&mut p, "Print the spec");
