@@ -145,7 +145,7 @@ fn spec_schema(model: &TypesModel) -> Value {
     })
 }
 
-/// Schema of the generated `<Kind>Status` struct (templates/src/apis/…/__module__.rs.tera).
+/// Schema of the generated `<Kind>Status` struct (templates/src/apis/…/__module__.rs.jinja).
 fn status_schema() -> Value {
     let condition: Value = serde_json::from_str(CONDITION).expect("fixture is JSON");
     json!({

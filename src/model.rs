@@ -33,6 +33,8 @@ pub struct Model {
 pub struct TypesModel {
     /// One line: what the trigger does (CRD description and docs).
     pub description: String,
+    /// The description as a Rust string literal (the CRD's `doc`).
+    pub description_literal: String,
     /// Description of the trigger's `spec`.
     pub spec_description: String,
     /// How a trigger names its functions, as every output spells it.
@@ -344,6 +346,7 @@ impl TypesModel {
             ),
             association: AssociationModel::of(spec.association),
             columns: columns(spec, &fields),
+            description_literal: format!("{description:?}"),
             description,
             fields,
             enums,

@@ -83,7 +83,7 @@ fn walk(dir: &Path, prefix: &str, render: &Plan, found: &mut Vec<String>) -> Res
     Ok(())
 }
 
-/// A template's output path (without `.tera`) as an anchored regex.
+/// A template's output path (without `.jinja`) as an anchored regex.
 fn pattern(template: &str) -> String {
     let segments: Vec<String> = template
         .split('/')

@@ -1,9 +1,10 @@
-//! Render: Tera over the embedded templates, plus the runtime and the CRD YAML, into an
+//! Render: MiniJinja over the embedded templates, plus the runtime and the CRD YAML, into an
 //! in-memory list of files. Pure: the same spec and tool version always give
 //! the same bytes (no clock, no environment, stable order).
 
 use include_dir::{Dir, include_dir};
-use tera::{Context, Tera};
+use minijinja::value::{Kwargs, Value};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
 use crate::lock::{LOCK_FILE, Lock};
 use crate::model::Model;
@@ -11,7 +12,7 @@ use crate::plan::{Plan, PlannedFile, has_one_header};
 use crate::spec::Spec;
 use crate::{cargo_lock, crd, model, runtime, sources};
 
-/// The generated repository's tree, one `.tera` file per output file.
+/// The generated repository's tree, one `.jinja` file per output file.
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 /// Header of files the tool owns: rewritten on every render. Go's convention,
@@ -27,8 +28,6 @@ pub enum RenderError {
     Template { template: String, message: String },
     #[error("failed to record the spec: {0}")]
     Spec(String),
-    #[error("a render worker panicked (a bug): {0}")]
-    Worker(String),
     #[error(
         "the CRD would be {size} bytes, over the {} KiB `kubectl apply` can store in its last-applied annotation; shorten the descriptions or drop fields",
         CRD_CAP / 1024
@@ -48,33 +47,11 @@ pub const CRD_CAP: usize = 256 * 1024;
 /// `generate`, `check` and `update`, written only by `new`.
 pub const SPEC_FILE: &str = "trigger.yaml";
 
-/// A hash of everything a render reads besides the spec: the templates and
-/// the schema fixtures. Recorded in the lock.
+/// A hash of everything a render reads besides the spec: the templates, the
+/// source folders, the runtime and the schema fixtures, recorded in the lock.
+/// build.rs computes it from those files when the binary is built.
 pub fn templates_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        let mut inputs = Vec::new();
-        collect(&TEMPLATES, &mut inputs);
-        inputs.extend(crd::FIXTURES.iter().map(|(path, text)| ((*path).to_owned(), *text)));
-        inputs.extend(runtime::files());
-        inputs.push(("runtime/Cargo.toml".to_owned(), runtime::manifest()));
-        inputs.extend(sources::all().iter().flat_map(|s| {
-            let manifest = s.manifest_text.map(|t| (format!("sources/{}/source.yaml", s.name), t));
-            let lock = s.lock.map(|t| (format!("sources/{}/Cargo.lock", s.name), t));
-            s.files
-                .iter()
-                .map(|(path, text)| (format!("sources/{}/{path}", s.name), *text))
-                .chain(manifest)
-                .chain(lock)
-        }));
-        inputs.push(("templates/Cargo.lock".to_owned(), cargo_lock::SKELETON));
-        inputs.sort();
-        let mut all = String::new();
-        for (path, text) in &inputs {
-            all.push_str(&format!("{path}\0{}\0{text}\0", text.len()));
-        }
-        crate::lock::hash(&all)
-    })
+    env!("KUBELESS_TRIGGER_TEMPLATES_HASH")
 }
 
 /// Everything `new` writes: the rendered files plus the lock that records them.
@@ -88,23 +65,24 @@ pub fn repository(spec: &Spec) -> Result<Plan, RenderError> {
 /// Render every file of the repository for a validated spec.
 pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     let model = model::Model::new(spec);
-    let mut ctx = Context::from_serialize(&model)
-        .map_err(|e| RenderError::Template { template: "(context)".into(), message: e.to_string() })?;
-    ctx.insert("generated", GENERATED);
-    ctx.insert("scaffolded", SCAFFOLDED);
-    ctx.insert("tool_version", env!("CARGO_PKG_VERSION"));
-    ctx.insert("rust_version", RUST_VERSION);
-    ctx.insert("tool_on_crates_io", &TOOL_ON_CRATES_IO);
-    ctx.insert("max_width", &MAX_WIDTH);
-    ctx.insert("docs", &crd::DOCS);
-    ctx.insert("runtime_dependencies", runtime::manifest_section("dependencies"));
-    ctx.insert("runtime_dev_dependencies", runtime::manifest_section("dev-dependencies"));
+    let ctx = minijinja::context! {
+        generated => GENERATED,
+        scaffolded => SCAFFOLDED,
+        tool_version => env!("CARGO_PKG_VERSION"),
+        rust_version => RUST_VERSION,
+        tool_on_crates_io => TOOL_ON_CRATES_IO,
+        max_width => MAX_WIDTH,
+        docs => Value::from_serialize(crd::DOCS),
+        runtime_dependencies => runtime::manifest_section("dependencies"),
+        runtime_dev_dependencies => runtime::manifest_section("dev-dependencies"),
+        ..Value::from_serialize(&model)
+    };
 
     // A built-in source's files take the place of the templates of the same
     // path; the CI files are those of the providers the spec names.
     let source_files = sources::built_in(spec).map(|(source, _)| source.files.as_slice()).unwrap_or_default();
     let skipped = |template: &str| {
-        source_files.iter().any(|(path, _)| template.trim_end_matches(".tera") == path)
+        source_files.iter().any(|(path, _)| template.trim_end_matches(".jinja") == path)
             || !model.ci.renders(template)
     };
     let mut files = Vec::new();
@@ -116,7 +94,7 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
                     .into(),
             });
         }
-        files.push(PlannedFile::new(output_path(name.trim_end_matches(".tera"), &model), text));
+        files.push(PlannedFile::new(output_path(name.trim_end_matches(".jinja"), &model), text));
     }
     for (path, text) in source_files {
         files.push(PlannedFile::new(output_path(path, &model), with_header(text)));
@@ -137,66 +115,36 @@ pub fn render(spec: &Spec) -> Result<Plan, RenderError> {
     Ok(Plan::new(files))
 }
 
-/// Parse and render every template. Parsing dominates the cost of a render
-/// (Tera parses ~15 KB per millisecond), so the templates are split across
-/// the available cores; each worker owns its own Tera instance.
+/// Parse and render every template not `skipped`, in a stable order.
 fn render_templates(
-    ctx: &Context,
+    ctx: &Value,
     skipped: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<(String, String)>, RenderError> {
     let mut sources = Vec::new();
     collect(&TEMPLATES, &mut sources);
     sources.retain(|(name, _)| !skipped(name));
-    sources.sort_by_key(|(_, text)| std::cmp::Reverse(text.len()));
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-    let mut shares: Vec<Vec<(String, &'static str)>> = vec![Vec::new(); workers];
-    let mut loads = vec![0usize; workers];
-    for source in sources {
-        let lightest = (0..workers).min_by_key(|&i| loads[i]).unwrap_or(0);
-        loads[lightest] += source.1.len();
-        shares[lightest].push(source);
-    }
-    let results: Vec<Result<Vec<(String, String)>, RenderError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            shares.into_iter().map(|share| scope.spawn(move || render_share(share, ctx))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|payload| Err(RenderError::Worker(panic_text(&*payload)))))
-            .collect()
-    });
-    let mut out = Vec::new();
-    for r in results {
-        out.extend(r?);
-    }
-    Ok(out)
-}
-
-/// The message a panic carried.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".to_owned())
-}
-
-fn render_share(
-    share: Vec<(String, &'static str)>,
-    ctx: &Context,
-) -> Result<Vec<(String, String)>, RenderError> {
-    let mut tera = Tera::default();
-    tera.autoescape_on(vec![]);
-    tera.register_function("str_const", str_const);
-    tera.add_raw_templates(share.iter().map(|(name, text)| (name.as_str(), *text)))
-        .map_err(|e| RenderError::Template { template: "(parse)".into(), message: chain(&e) })?;
-    share
+    let env = environment();
+    sources
         .iter()
-        .map(|(name, _)| {
-            tera.render(name, ctx)
+        .map(|(name, text)| {
+            env.render_named_str(name, text, ctx)
                 .map(|text| (name.clone(), text))
                 .map_err(|e| RenderError::Template { template: name.clone(), message: chain(&e) })
         })
         .collect()
+}
+
+/// The template engine as the templates expect it: generated files are code
+/// and YAML, not HTML (no escaping); a template's last newline is the file's;
+/// a variable the model lacks is an error when printed or iterated (an `if`
+/// may test for it).
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.add_function("str_const", str_const);
+    env
 }
 
 /// A source folder's file with its header placeholder line (see
@@ -207,7 +155,7 @@ fn with_header(text: &str) -> String {
     format!("{first}\n{rest}")
 }
 
-/// Output paths (with placeholders, without `.tera`) of every generated
+/// Output paths (with placeholders, without `.jinja`) of every generated
 /// file: the templates that print the `generated` header, and the runtime.
 pub fn generated_template_paths() -> Vec<String> {
     let mut sources = Vec::new();
@@ -215,7 +163,7 @@ pub fn generated_template_paths() -> Vec<String> {
     sources
         .into_iter()
         .filter(|(_, text)| text.lines().take(6).any(|l| l.contains("{{ generated }}")))
-        .map(|(path, _)| path.trim_end_matches(".tera").to_owned())
+        .map(|(path, _)| path.trim_end_matches(".jinja").to_owned())
         .chain(runtime::files().into_iter().map(|(path, _)| path))
         .chain(sources::all().iter().flat_map(|s| {
             s.files
@@ -229,7 +177,7 @@ pub fn generated_template_paths() -> Vec<String> {
 fn collect(dir: &'static Dir<'static>, out: &mut Vec<(String, &'static str)>) {
     for file in dir.files() {
         let path = file.path().to_string_lossy().into_owned();
-        if path.ends_with(".tera") {
+        if path.ends_with(".jinja") {
             out.push((path, file.contents_utf8().expect("templates are UTF-8")));
         }
     }
@@ -292,25 +240,16 @@ const MAX_WIDTH: usize = 110;
 /// the way rustfmt lays it out, so generated code stays `cargo fmt`-clean
 /// whatever the length of the names in it: on one line when it fits, else
 /// with the literal on the next line.
-fn str_const(args: &std::collections::HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
-    let text = |key: &str| args.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    let name = text("name");
-    if name.is_empty() {
-        return Err("str_const needs `name`".into());
-    }
-    let indent = " ".repeat(args.get("indent").and_then(|v| v.as_u64()).unwrap_or(0) as usize);
-    let vis = match text("vis") {
-        v if v.is_empty() => String::new(),
-        v => format!("{v} "),
-    };
+fn str_const(args: Kwargs) -> Result<String, minijinja::Error> {
+    let name: &str = args.get("name")?;
+    let value: &str = args.get("value")?;
+    let vis = args.get::<Option<&str>>("vis")?.map(|v| format!("{v} ")).unwrap_or_default();
+    let indent = " ".repeat(args.get::<Option<usize>>("indent")?.unwrap_or(0));
+    args.assert_all_used()?;
     let head = format!("{indent}{vis}const {name}: &str =");
-    let literal = format!("{:?};", text("value"));
+    let literal = format!("{value:?};");
     let line = format!("{head} {literal}");
-    Ok(tera::Value::String(if line.chars().count() <= MAX_WIDTH {
-        line
-    } else {
-        format!("{head}\n{indent}    {literal}")
-    }))
+    Ok(if line.chars().count() <= MAX_WIDTH { line } else { format!("{head}\n{indent}    {literal}") })
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -355,18 +294,28 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_neither_escapes_nor_invents() {
+        let env = environment();
+        let ctx = minijinja::context! { text => "<a href=\"x\">&'</a>", yes => true };
+        let render = |template: &str| env.render_str(template, &ctx);
+        assert_eq!(render("{{ text }}\n").expect("renders"), "<a href=\"x\">&'</a>\n");
+        assert_eq!(render("{% if missing %}x{% endif %}{% if yes %}y{% endif %}").expect("renders"), "y");
+        assert!(render("{{ missing }}").is_err(), "printing an unknown variable is an error");
+        assert!(render("{% for x in missing %}{% endfor %}").is_err(), "so is iterating one");
+    }
+
+    #[test]
     fn str_const_is_laid_out_as_rustfmt_would() {
         let call = |name: &str, value: &str| {
-            let args = [("name", name), ("value", value), ("vis", "pub")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), tera::Value::String(v.to_owned())))
-                .collect();
-            str_const(&args).expect("renders").as_str().expect("a string").to_owned()
+            str_const(Kwargs::from_iter(
+                [("name", name), ("value", value), ("vis", "pub")].map(|(k, v)| (k, Value::from(v))),
+            ))
+            .expect("renders")
         };
         assert_eq!(call("A", "short"), "pub const A: &str = \"short\";");
         let long = "x".repeat(120);
         assert_eq!(call("A", &long), format!("pub const A: &str =\n    \"{long}\";"));
-        assert!(str_const(&std::collections::HashMap::new()).is_err(), "a name is required");
+        assert!(str_const(Kwargs::from_iter([("value", Value::from("v"))])).is_err(), "a name is required");
     }
 
     /// libtest.bash tells the skeleton from a real event source by a

@@ -58,7 +58,7 @@ mod tests {
     /// table shows for NAME.
     #[test]
     fn the_readme_states_the_runtime_defaults() {
-        let readme = include_str!("../templates/README.md.tera");
+        let readme = include_str!("../templates/README.md.jinja");
         let config = super::files()
             .into_iter()
             .find(|(path, _)| path == "src/config.rs")
@@ -74,7 +74,7 @@ mod tests {
             let row = readme
                 .lines()
                 .find(|l| l.starts_with(&format!("| `{name}` |")))
-                .unwrap_or_else(|| panic!("README.md.tera has no row for {name}"));
+                .unwrap_or_else(|| panic!("README.md.jinja has no row for {name}"));
             assert!(
                 row.contains(&format!("`{default}`")),
                 "{name}: config.rs defaults to {default}; README: {row}"

@@ -418,7 +418,7 @@ mod tests {
                 );
                 let header = text.lines().next().unwrap_or_default();
                 if let Ok(template) =
-                    std::fs::read_to_string(root.join("templates").join(format!("{path}.tera")))
+                    std::fs::read_to_string(root.join("templates").join(format!("{path}.jinja")))
                 {
                     let template_header = template.lines().next().unwrap_or_default();
                     assert_eq!(

@@ -103,12 +103,12 @@ mod tests {
     #[test]
     fn every_name_the_runtime_and_the_apis_templates_use_is_reserved() {
         let templates = [
-            include_str!("../../templates/src/apis/mod.rs.tera"),
-            include_str!("../../templates/src/apis/kubeless/mod.rs.tera"),
-            include_str!("../../templates/src/apis/kubeless/__version__/mod.rs.tera"),
-            include_str!("../../templates/src/apis/kubeless/__version__/__module__.rs.tera"),
-            include_str!("../../templates/src/apis/kubeless/__version__/function.rs.tera"),
-            include_str!("../../templates/src/lib.rs.tera"),
+            include_str!("../../templates/src/apis/mod.rs.jinja"),
+            include_str!("../../templates/src/apis/kubeless/mod.rs.jinja"),
+            include_str!("../../templates/src/apis/kubeless/__version__/mod.rs.jinja"),
+            include_str!("../../templates/src/apis/kubeless/__version__/__module__.rs.jinja"),
+            include_str!("../../templates/src/apis/kubeless/__version__/function.rs.jinja"),
+            include_str!("../../templates/src/lib.rs.jinja"),
         ];
         let mut missing: Vec<String> = crate::runtime::files()
             .into_iter()
