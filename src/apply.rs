@@ -128,7 +128,7 @@ fn clear_leftovers(dir: &Path) -> Result<(), ApplyError> {
         let path = entry.path();
         let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
         if is_dir && fs::read_dir(path.join(ASIDE)).is_ok_and(|mut d| d.next().is_some()) {
-            eprintln!(
+            crate::talk!(
                 "warning: {} holds files that a killed kubeless-trigger run had moved aside; \
                  restore what you need from it, then delete it",
                 path.display()

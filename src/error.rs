@@ -60,6 +60,7 @@ impl CliError {
                 ApplyError::NotEmpty(_)
                 | ApplyError::NotADirectory(_)
                 | ApplyError::Conflict { .. }
+                | ApplyError::UnsafePath { .. }
                 | ApplyError::Guard(GuardError::Busy(_)),
             ) => EXIT_USAGE,
             CliError::Guard(GuardError::Busy(_)) => EXIT_USAGE,

@@ -3,6 +3,16 @@
 //! The pipeline, one module per step, data flowing one way:
 //! `inputs`/`prompt` → `spec` → `names` → `model` → `render` (+ `crd`) → `plan` → `apply`.
 
+/// `eprintln!` that cannot panic: when stderr is gone (closed, a full disk)
+/// there is nobody left to tell, and that must not abort a write.
+#[macro_export]
+macro_rules! talk {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod apply;
 pub mod cargo_lock;
 pub mod check;

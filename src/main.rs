@@ -9,13 +9,16 @@ use clap::{CommandFactory, Parser};
 
 use kubeless_trigger::check::LockState;
 use kubeless_trigger::cli::{Cli, Command, Format, NewArgs, RepoArgs};
-use kubeless_trigger::error::{CliError, EXIT_OK};
+use kubeless_trigger::error::{CliError, EXIT_OK, EXIT_USAGE};
 use kubeless_trigger::guard::RepoGuard;
 use kubeless_trigger::sync::Mode;
 use kubeless_trigger::{apply, check, inputs, prompt, render, repofile, signals, sources, spec, sync};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
     if let Err(e) = signals::install() {
         say(&format!(
             "warning: cannot handle SIGINT/SIGTERM ({e}); an interrupted write may leave files behind"
@@ -43,6 +46,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Print what clap has to say and pick the exit status: `--help` and
+/// `--version` are data on stdout (0, or 1 when it cannot be written, as
+/// for every other command); a usage error is talk on stderr (2).
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::from(EXIT_USAGE);
+    }
+    match e.print() {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            let e = CliError::Output(e);
+            say(&format!("error: {e}"));
+            ExitCode::from(e.exit_code())
+        }
+        _ => ExitCode::from(EXIT_OK),
+    }
+}
+
 /// Write data to stdout. A reader that went away (`| head`) is not an
 /// error: the command goes on as if its output had been read, and exits
 /// with the status it would have had. Any other failure (a full disk) is.
@@ -57,7 +79,7 @@ fn emit(text: &str) -> Result<(), CliError> {
 /// Talk to the person on stderr. If stderr itself is gone there is nobody
 /// to tell, and that must not turn into a panic.
 fn say(line: &str) {
-    let _ = writeln!(io::stderr().lock(), "{line}");
+    kubeless_trigger::talk!("{line}");
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {

@@ -51,7 +51,7 @@ pub fn run(start: Spec, options: &Options) -> Result<Spec, CliError> {
         } else {
             format!("interrupted by {}", crate::signals::name(signal))
         };
-        eprintln!("\nerror: {why}; nothing was written; {}", save_answers(&spec, output.as_deref()));
+        crate::talk!("\nerror: {why}; nothing was written; {}", save_answers(&spec, output.as_deref()));
         true
     })));
     let result = session.interview();
@@ -68,7 +68,7 @@ pub fn run(start: Spec, options: &Options) -> Result<Spec, CliError> {
         Ok(spec) => Ok(spec),
         Err(Stop::Declined) => Err(CliError::Declined(save_answers(&session.spec, output))),
         Err(Stop::Interrupted) => {
-            eprintln!();
+            crate::talk!();
             match published {
                 Some(_) => Err(CliError::Cancelled(save_answers(&session.spec, output))),
                 None => Err(CliError::Cancelled(SavedAnswers::Nothing)),
@@ -316,9 +316,9 @@ impl Session<'_> {
         if self.spec.fields.is_empty() {
             return Ok(());
         }
-        eprintln!("Fields from the {} preset:", self.spec.source);
+        crate::talk!("Fields from the {} preset:", self.spec.source);
         for field in &self.spec.fields {
-            eprintln!("  {}", field_line(field));
+            crate::talk!("  {}", field_line(field));
         }
         let choice = self.select("Keep these fields?", &["all of them", "choose one by one", "none"], 0)?;
         match choice {
@@ -356,9 +356,9 @@ impl Session<'_> {
             self.print_summary();
             let problems = spec::validate(&self.spec);
             if !problems.is_empty() {
-                eprintln!("Fix these before writing:");
+                crate::talk!("Fix these before writing:");
                 for p in &problems {
-                    eprintln!("  {}: {}", p.path, p.message);
+                    crate::talk!("  {}: {}", p.path, p.message);
                 }
             }
             let write = if self.options.print { "Print the spec" } else { "Write the repository" };
@@ -413,21 +413,21 @@ impl Session<'_> {
 
     fn print_summary(&self) {
         let names = Names::derive(&self.spec);
-        eprintln!("\nThe trigger, to be written to {}:", self.output().display());
+        crate::talk!("\nThe trigger, to be written to {}:", self.output().display());
         for (label, value) in names.rows() {
-            eprintln!("  {label:<12} {value}");
+            crate::talk!("  {label:<12} {value}");
         }
-        eprintln!("  {:<12} {}", "association", self.spec.association.field_name());
-        eprintln!("  {:<12} {}", "ci", self.spec.ci.unwrap_or_default().as_str());
-        eprintln!("  fields:");
+        crate::talk!("  {:<12} {}", "association", self.spec.association.field_name());
+        crate::talk!("  {:<12} {}", "ci", self.spec.ci.unwrap_or_default().as_str());
+        crate::talk!("  fields:");
         for field in &self.spec.fields {
-            eprintln!("    {}", field_line(field));
+            crate::talk!("    {}", field_line(field));
             if let Some(d) = &field.description {
-                eprintln!("      {}", d.lines().next().unwrap_or_default());
+                crate::talk!("      {}", d.lines().next().unwrap_or_default());
             }
         }
         if self.spec.fields.is_empty() {
-            eprintln!("    (none)");
+            crate::talk!("    (none)");
         }
     }
 
@@ -775,11 +775,11 @@ impl Session<'_> {
     fn error(&self, why: &str) {
         let mut line = String::new();
         let _ = self.theme.format_error(&mut line, why);
-        eprintln!("{line}");
+        crate::talk!("{line}");
     }
 
     fn help(&self, text: &str) {
-        eprintln!("  {text}");
+        crate::talk!("  {text}");
     }
 }
 

@@ -16,7 +16,7 @@ pub fn at(step: usize) -> io::Result<()> {
     {
         let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok());
         if number("KUBELESS_TRIGGER_TEST_PAUSE_AT") == Some(step) {
-            eprintln!("test hook: paused at step {step}");
+            crate::talk!("test hook: paused at step {step}");
             let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
             while crate::signals::pending().is_none() && std::time::Instant::now() < until {
                 std::thread::sleep(std::time::Duration::from_millis(10));

@@ -464,7 +464,13 @@ mod output {
         let (code, stderr) = into_closed_pipe(bin().arg("check").arg(&dir));
         assert_eq!(code, Some(1), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
-        for args in [&["schema"][..], &["presets"], &["completions", "bash"], &["new", "nats", "--dry-run"]] {
+        for args in [
+            &["schema"][..],
+            &["presets"],
+            &["completions", "bash"],
+            &["new", "nats", "--dry-run"],
+            &["--help"],
+        ] {
             let (code, stderr) = into_closed_pipe(bin().args(args));
             assert_eq!(code, Some(0), "{args:?}: {stderr}");
             assert!(!stderr.contains("panicked") && !stderr.contains("error"), "{args:?}: {stderr}");
@@ -475,7 +481,12 @@ mod output {
     fn a_full_disk_is_an_error_not_a_panic() {
         let (_tmp, dir) = repo();
         let check = [&["check"][..], &["check", "--format", "json"]];
-        for args in check.into_iter().chain([&["schema"][..], &["presets"], &["completions", "bash"]]) {
+        let clap_data = [&["--help"][..], &["--version"], &["new", "--help"]];
+        for args in check
+            .into_iter()
+            .chain([&["schema"][..], &["presets"], &["completions", "bash"]])
+            .chain(clap_data)
+        {
             let mut cmd = bin();
             cmd.args(args);
             if args[0] == "check" {
