@@ -255,6 +255,23 @@ fn a_file_where_a_directory_must_go_is_refused_before_anything_is_written() {
     assert_eq!(tree(&out), before);
 }
 
+#[cfg(unix)]
+#[test]
+fn a_symlink_in_the_way_of_new_is_a_refusal_of_the_output_not_a_failure() {
+    let tmp = TempDir::new().unwrap();
+    let out = tmp.path().join("pf");
+    fs::create_dir(&out).unwrap();
+    std::os::unix::fs::symlink(tmp.path(), out.join("src")).unwrap();
+    let before = tree(&out);
+    cli()
+        .args(["new", "nats", "--defaults", "--force", "-o"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(contains("src").and(contains("a symlink is in the way")));
+    assert_eq!(tree(&out), before);
+}
+
 #[test]
 fn a_directory_where_a_file_must_go_is_refused_before_anything_is_written() {
     let (_tmp, dir) = repo();
