@@ -6,8 +6,8 @@
 # shellcheck disable=SC2034  # read by the bats files
 CONTROLLER=ticker-trigger-controller
 CONTROLLER_MANIFEST=${CONTROLLER_MANIFEST:-ticker.yaml}
-CRD_NAME=tickertriggers.kubeless.io
-TRIGGER_RESOURCE=tickertriggers
+CRD_NAME=tickers.kubeless.io
+TRIGGER_RESOURCE=tickers
 # The Kubeless Function CRD for clusters without Kubeless (its own 1.0.8
 # manifest uses apiextensions.k8s.io/v1beta1, which Kubernetes 1.22 removed).
 FUNCTION_CRD=${FUNCTION_CRD:-examples/kubeless-function-crd.yaml}

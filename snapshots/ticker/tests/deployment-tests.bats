@@ -17,14 +17,14 @@ load ../script/libtest
   kubectl get crd functions.kubeless.io
 }
 
-@test "Deploy the TickerTrigger controller" {
+@test "Deploy the TICKER controller" {
   deploy_controller
   wait_for_controller_ready
 }
 
 @test "The controller has its own ServiceAccount and least-privilege role" {
   kubectl -n kubeless get serviceaccount "${CONTROLLER}"
-  run kubectl auth can-i list tickertriggers.kubeless.io --as="system:serviceaccount:kubeless:${CONTROLLER}"
+  run kubectl auth can-i list tickers.kubeless.io --as="system:serviceaccount:kubeless:${CONTROLLER}"
   [ "${output}" = "yes" ]
   run kubectl auth can-i delete pods --as="system:serviceaccount:kubeless:${CONTROLLER}"
   [ "${output}" = "no" ]

@@ -16,11 +16,11 @@ pub use function::{Function, FunctionSpec};
 pub use self::ticker_trigger::*;
 
 /// The trigger kind, by the name the runtime code uses for it.
-pub type Trigger = TickerTrigger;
+pub type Trigger = TICKER;
 /// The trigger's `spec`.
-pub type TriggerSpec = TickerTriggerSpec;
+pub type TriggerSpec = TICKERSpec;
 /// The trigger's `status`.
-pub type TriggerStatus = TickerTriggerStatus;
+pub type TriggerStatus = TICKERStatus;
 
 /// The version of the trigger resource.
 pub const VERSION: &str = "v1beta1";
