@@ -27,10 +27,13 @@ pub enum CliError {
     #[error(transparent)]
     Render(#[from] RenderError),
     #[error("prompt failed: {0}")]
-    Prompt(#[from] dialoguer::Error),
+    Prompt(std::io::Error),
     /// Ctrl-C at a prompt.
     #[error("cancelled; nothing was written; {0}")]
     Cancelled(crate::prompt::SavedAnswers),
+    /// Ctrl-D at a prompt: the input ended before the answers did.
+    #[error("the input ended (Ctrl-D); nothing was written; {0}")]
+    EndOfInput(crate::prompt::SavedAnswers),
     /// "Cancel" at the summary: not an error (exit 0).
     #[error("not written; {0}")]
     Declined(crate::prompt::SavedAnswers),

@@ -14,6 +14,7 @@ macro_rules! talk {
 }
 
 pub mod apply;
+pub mod ask;
 pub mod cargo_lock;
 pub mod check;
 pub mod cli;

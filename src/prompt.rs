@@ -11,12 +11,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use dialoguer::theme::{ColorfulTheme, SimpleTheme, Theme};
-use dialoguer::{Confirm, Input, Select};
 
 use crate::error::CliError;
 use crate::names::Names;
 use crate::spec::{self, Association, Ci, Field, FieldType, ScalarType, Spec};
-use crate::{apply, sources};
+use crate::{apply, ask, sources};
 
 /// What the command line already decided.
 #[derive(Debug, Default)]
@@ -74,6 +73,7 @@ pub fn run(start: Spec, options: &Options) -> Result<Spec, CliError> {
                 None => Err(CliError::Cancelled(SavedAnswers::Nothing)),
             }
         }
+        Err(Stop::EndOfInput) => Err(CliError::EndOfInput(save_answers(&session.spec, output))),
         Err(Stop::Failed(e)) => Err(e),
     }
 }
@@ -167,16 +167,17 @@ enum Stop {
     Declined,
     /// Ctrl-C at a prompt.
     Interrupted,
+    /// Ctrl-D at a prompt.
+    EndOfInput,
     Failed(CliError),
 }
 
-impl From<dialoguer::Error> for Stop {
-    fn from(e: dialoguer::Error) -> Stop {
-        let dialoguer::Error::IO(io) = &e;
-        if io.kind() == io::ErrorKind::Interrupted {
-            Stop::Interrupted
-        } else {
-            Stop::Failed(CliError::Prompt(e))
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Stop {
+        match e.kind() {
+            io::ErrorKind::Interrupted => Stop::Interrupted,
+            io::ErrorKind::UnexpectedEof => Stop::EndOfInput,
+            _ => Stop::Failed(CliError::Prompt(e)),
         }
     }
 }
@@ -693,14 +694,7 @@ impl Session<'_> {
         self.before_question();
         let mut typed = initial.to_owned();
         loop {
-            let mut input = Input::<String>::with_theme(self.theme)
-                .with_prompt(prompt)
-                .allow_empty(true)
-                .with_initial_text(&typed);
-            if let Some(d) = default {
-                input = input.default(d.to_owned());
-            }
-            let answer = input.interact_text()?.trim().to_owned();
+            let answer = ask::text(self.theme, prompt, default, &typed)?.trim().to_owned();
             let result =
                 if answer.is_empty() { Err("an answer is required".to_owned()) } else { check(&answer) };
             match result {
@@ -723,13 +717,8 @@ impl Session<'_> {
         self.before_question();
         let mut typed = initial.to_owned();
         loop {
-            let answer = Input::<String>::with_theme(self.theme)
-                .with_prompt(format!("{prompt} (empty for none)"))
-                .allow_empty(true)
-                .with_initial_text(&typed)
-                .interact_text()?
-                .trim()
-                .to_owned();
+            let answer =
+                ask::text(self.theme, &format!("{prompt} (empty for none)"), None, &typed)?.trim().to_owned();
             if answer.is_empty() {
                 return Ok(None);
             }
@@ -747,17 +736,14 @@ impl Session<'_> {
     /// taken with the Enter after it as the answer to the next.
     fn confirm(&self, prompt: &str, default: bool) -> Result<bool, Stop> {
         self.before_question();
-        Ok(Confirm::with_theme(self.theme)
-            .with_prompt(prompt)
-            .default(default)
-            .wait_for_newline(true)
-            .interact()?)
+        Ok(ask::confirm(self.theme, prompt, default)?)
     }
 
     /// One entry of a list.
     fn select<T: std::fmt::Display>(&self, prompt: &str, items: &[T], default: usize) -> Result<usize, Stop> {
         self.before_question();
-        Ok(Select::with_theme(self.theme).with_prompt(prompt).items(items).default(default).interact()?)
+        let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+        Ok(ask::select(self.theme, prompt, &items, default)?)
     }
 
     /// Publish the answers so far (for the signal thread), and drop what

@@ -505,3 +505,47 @@ fn a_bad_flag_stops_before_the_questions_and_print_spec_ignores_the_output() {
     answer(&mut p, "Kind", "");
     p.exp_string("API group").expect("the questions go on");
 }
+
+/// Ctrl-D ends the interview at any kind of question (text, list, yes/no):
+/// nothing is written, the answers so far are saved, the exit status is 1.
+#[test]
+fn ctrl_d_at_any_question_ends_the_interview_and_saves_the_answers() {
+    const CTRL_D: &str = "\x04";
+    let at_text = |p: &mut PtySession| {
+        wait(p, "Kind");
+        keys(p, &format!("Half{CTRL_D}"));
+    };
+    let at_list = |p: &mut PtySession| {
+        answer(p, "Kind", "QueueTrigger");
+        answer(p, "API group", "");
+        answer(p, "API version", "");
+        wait(p, "How does a trigger name its functions?");
+        keys(p, CTRL_D);
+    };
+    let at_yes_no = |p: &mut PtySession| {
+        answer(p, "Kind", "QueueTrigger");
+        answer(p, "API group", "");
+        answer(p, "API version", "");
+        pick(p, "How does a trigger name its functions?", 0);
+        pick(p, "CI files", 0);
+        pick(p, "Keep these fields?", 1);
+        wait(p, "Keep topic");
+        keys(p, &format!("y{CTRL_D}"));
+    };
+    type Stop<'a> = &'a dyn Fn(&mut PtySession);
+    let scenarios: [(&str, Stop); 3] = [("text", &at_text), ("list", &at_list), ("yes/no", &at_yes_no)];
+    for (what, stop_at) in scenarios {
+        let tmp = TempDir::new().unwrap();
+        let mut p = start(&["new", "nats", "-o", "out"], tmp.path());
+        stop_at(&mut p);
+        let rest = p.exp_eof().unwrap_or_else(|e| panic!("{what}: Ctrl-D ends the run: {e}"));
+        let status = p.process.wait().expect("exit status");
+        assert!(matches!(status, WaitStatus::Exited(_, 1)), "{what}: {status:?}\n{rest}");
+        assert!(rest.contains("the input ended (Ctrl-D); nothing was written"), "{what}: {rest}");
+        assert!(rest.contains("\x1b[?25h") || what != "list", "{what}: the cursor is shown again: {rest:?}");
+        let saved = fs::read_to_string(tmp.path().join("nats-trigger.yaml")).unwrap();
+        assert!(saved.contains("name: topic"), "{what}: {saved}");
+        assert_eq!(saved.contains("kind: QueueTrigger"), what != "text", "{what}: {saved}");
+        assert!(!tmp.path().join("out").exists(), "{what}");
+    }
+}

@@ -1,0 +1,209 @@
+//! The three kinds of question `new` asks at a terminal (a line of text,
+//! yes or no, one entry of a list), drawn with a dialoguer theme and read
+//! key by key with console.
+//!
+//! They live here rather than in dialoguer because its prompts ignore
+//! Ctrl-D, so a person who ends the input waits forever. Here Ctrl-D ends
+//! the interview (`end_of_input`), as end of input does everywhere else;
+//! Ctrl-C raises SIGINT as before (console does that while it reads a key).
+
+use std::io;
+
+use console::{Key, Term, measure_text_width};
+use dialoguer::theme::Theme;
+
+const CTRL_D: char = '\u{4}';
+const CTRL_U: char = '\u{15}';
+
+/// The error a question returns when the person pressed Ctrl-D.
+pub fn end_of_input() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "end of input (Ctrl-D)")
+}
+
+/// A line of text, editable: typed characters, Backspace, Delete, the
+/// arrows, Home/End (Ctrl-A/Ctrl-E), Ctrl-U to clear. `initial` is the text
+/// to start from; Enter on an empty line answers `default`, if any.
+pub fn text(theme: &dyn Theme, prompt: &str, default: Option<&str>, initial: &str) -> io::Result<String> {
+    let mut screen = Screen::new()?;
+    let mut head = String::new();
+    theme.format_input_prompt(&mut head, prompt, default).map_err(io::Error::other)?;
+    let mut chars: Vec<char> = initial.chars().collect();
+    let mut pos = chars.len();
+    loop {
+        let typed: String = chars.iter().collect();
+        let before: String = chars[..pos].iter().collect();
+        let line = format!("{head}{typed}");
+        screen.draw(&[line], Some((0, measure_text_width(&head) + measure_text_width(&before))))?;
+        match screen.key()? {
+            Key::Enter => break,
+            Key::Char(CTRL_D) => return Err(end_of_input()),
+            Key::Char(CTRL_U) => {
+                chars.clear();
+                pos = 0;
+            }
+            Key::Char(c) if !c.is_control() => {
+                chars.insert(pos, c);
+                pos += 1;
+            }
+            Key::Backspace if pos > 0 => {
+                pos -= 1;
+                chars.remove(pos);
+            }
+            Key::Del if pos < chars.len() => {
+                chars.remove(pos);
+            }
+            Key::ArrowLeft if pos > 0 => pos -= 1,
+            Key::ArrowRight if pos < chars.len() => pos += 1,
+            Key::Home => pos = 0,
+            Key::End => pos = chars.len(),
+            _ => {}
+        }
+    }
+    let typed: String = chars.into_iter().collect();
+    let answer = match default {
+        Some(d) if typed.is_empty() => d.to_owned(),
+        _ => typed,
+    };
+    let mut done = String::new();
+    theme.format_input_prompt_selection(&mut done, prompt, &answer).map_err(io::Error::other)?;
+    screen.finish(&done)?;
+    Ok(answer)
+}
+
+/// Yes or no: `y` or `n` shows the choice, Enter takes it (or `default`
+/// when nothing was typed), so a key meant for one question is never the
+/// answer to the next.
+pub fn confirm(theme: &dyn Theme, prompt: &str, default: bool) -> io::Result<bool> {
+    let mut screen = Screen::new()?;
+    let mut head = String::new();
+    theme.format_confirm_prompt(&mut head, prompt, Some(default)).map_err(io::Error::other)?;
+    let mut choice: Option<bool> = None;
+    loop {
+        let shown = match choice {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "",
+        };
+        let line = format!("{head}{shown}");
+        let at = measure_text_width(&line);
+        screen.draw(&[line], Some((0, at)))?;
+        match screen.key()? {
+            Key::Enter => break,
+            Key::Char(CTRL_D) => return Err(end_of_input()),
+            Key::Char('y' | 'Y') => choice = Some(true),
+            Key::Char('n' | 'N') => choice = Some(false),
+            Key::Backspace | Key::Char(CTRL_U) => choice = None,
+            _ => {}
+        }
+    }
+    let answer = choice.unwrap_or(default);
+    let mut done = String::new();
+    theme.format_confirm_prompt_selection(&mut done, prompt, Some(answer)).map_err(io::Error::other)?;
+    screen.finish(&done)?;
+    Ok(answer)
+}
+
+/// One entry of a list: the arrows (or `j`/`k`, Tab) move, Enter picks.
+/// A list taller than the terminal scrolls.
+pub fn select(theme: &dyn Theme, prompt: &str, items: &[String], default: usize) -> io::Result<usize> {
+    if items.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "a list question needs entries"));
+    }
+    let mut screen = Screen::new()?;
+    let mut head = String::new();
+    theme.format_select_prompt(&mut head, prompt).map_err(io::Error::other)?;
+    let mut active = default.min(items.len() - 1);
+    let _ = screen.term.hide_cursor();
+    let picked = loop {
+        let height = usize::from(screen.term.size().0).saturating_sub(2).max(3);
+        let first = active.saturating_sub(height - 1).min(items.len().saturating_sub(height));
+        let mut lines = vec![head.clone()];
+        for (i, item) in items.iter().enumerate().skip(first).take(height) {
+            let mut line = String::new();
+            theme.format_select_prompt_item(&mut line, item, i == active).map_err(io::Error::other)?;
+            lines.push(line);
+        }
+        screen.draw(&lines, None)?;
+        match screen.key() {
+            Ok(Key::Enter) => break Ok(active),
+            Ok(Key::Char(CTRL_D)) => break Err(end_of_input()),
+            Ok(Key::ArrowUp | Key::BackTab | Key::Char('k')) => {
+                active = (active + items.len() - 1) % items.len();
+            }
+            Ok(Key::ArrowDown | Key::Tab | Key::Char('j')) => active = (active + 1) % items.len(),
+            Ok(Key::Home) => active = 0,
+            Ok(Key::End) => active = items.len() - 1,
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = screen.term.show_cursor();
+    let active = picked?;
+    let mut done = String::new();
+    theme.format_select_prompt_selection(&mut done, prompt, &items[active]).map_err(io::Error::other)?;
+    screen.finish(&done)?;
+    Ok(active)
+}
+
+/// The rows a question has drawn on stderr, redrawn in place on every key.
+struct Screen {
+    term: Term,
+    /// Rows between the first row drawn and the cursor.
+    cursor_row: usize,
+}
+
+impl Screen {
+    fn new() -> io::Result<Screen> {
+        let term = Term::buffered_stderr();
+        if !term.is_term() {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "not a terminal"));
+        }
+        Ok(Screen { term, cursor_row: 0 })
+    }
+
+    fn key(&self) -> io::Result<Key> {
+        self.term.read_key()
+    }
+
+    /// Erase the last drawing and draw `lines`; with `cursor` (a line and a
+    /// column within it) the cursor goes there, else it stays at the end.
+    /// Long lines wrap at the terminal's width, and the row arithmetic
+    /// follows them.
+    fn draw(&mut self, lines: &[String], cursor: Option<(usize, usize)>) -> io::Result<()> {
+        let width = usize::from(self.term.size().1).max(1);
+        self.erase()?;
+        self.term.write_str(&lines.join("\n"))?;
+        let rows = |text: &str| measure_text_width(text).div_ceil(width).max(1);
+        let mut end_row = lines.iter().map(|l| rows(l)).sum::<usize>() - 1;
+        self.cursor_row = end_row;
+        if let Some((line, column)) = cursor {
+            let target = lines[..line].iter().map(|l| rows(l)).sum::<usize>() + column / width;
+            if target > end_row {
+                // The text fills its last row exactly: the cursor belongs at
+                // the start of the next one.
+                self.term.write_str("\r\n")?;
+                end_row += 1;
+            }
+            self.term.move_cursor_up(end_row - target)?;
+            self.term.write_str("\r")?;
+            self.term.move_cursor_right(column % width)?;
+            self.cursor_row = target;
+        }
+        self.term.flush()
+    }
+
+    fn erase(&mut self) -> io::Result<()> {
+        self.term.move_cursor_up(self.cursor_row)?;
+        self.term.write_str("\r")?;
+        self.term.clear_to_end_of_screen()?;
+        self.cursor_row = 0;
+        Ok(())
+    }
+
+    /// Replace the question with its one-line answer and move below it.
+    fn finish(&mut self, done: &str) -> io::Result<()> {
+        self.erase()?;
+        self.term.write_line(done)?;
+        self.term.flush()
+    }
+}
