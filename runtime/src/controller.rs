@@ -163,24 +163,70 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         None => std::task::Poll::Ready(None),
     })
     .map(|key: ConsumerKey| ObjectRef::new(&key.trigger).within(&key.namespace));
-    controller
+    let signalled = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(signalled.clone()));
+    let reconciling = controller
         .watches(functions, watcher::Config::default(), mapper)
         .reconcile_on(consumer_changes)
-        .shutdown_on_signal()
+        .graceful_shutdown_on(signalled.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             match result {
                 Ok((trigger, _)) => info!(trigger = %trigger, "reconciled"),
                 Err(e) => warn!(error = %e, "reconcile failed"),
             }
-        })
-        .await;
+        });
+    until_stopped(reconciling, &signalled, RECONCILE_STOP_GRACE).await;
     ctx.health.set_ready(false);
     stop_background.cancel();
     info!(grace = ?ctx.config.shutdown_grace, "shutting down: stopping consumers, draining deliveries");
     ctx.consumers.stop_all(ctx.config.shutdown_grace).await;
     stop_server.cancel();
     Ok(())
+}
+
+/// How long reconciles still running at SIGTERM may take before they are
+/// abandoned: the pod's grace period (the jsonnet's
+/// `terminationGracePeriodSeconds`) budgets 10 s beyond stopping the event
+/// sources and draining deliveries, and this must fit in it.
+const RECONCILE_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Cancel `signalled` on SIGTERM or SIGINT.
+async fn cancel_on_signal(signalled: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    signalled.cancel();
+}
+
+/// Drive the controller until it ends. Once `signalled`, it takes no new
+/// work and its reconciles in flight get `grace` to finish; then they are
+/// dropped (kube-runtime aborts them), so the consumers can be stopped
+/// within the pod's grace period whatever a reconcile waits for.
+async fn until_stopped(controller: impl Future<Output = ()>, signalled: &CancellationToken, grace: Duration) {
+    let abandon = async {
+        signalled.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = controller => {}
+        () = abandon => warn!("reconciles still running {grace:?} after the signal; abandoning them"),
+    }
 }
 
 /// Turn `/readyz` ready once the trigger store has its first full list.
@@ -1396,5 +1442,24 @@ mod tests {
         let t = trigger();
         assert!(t.spec.functions().matches(&hello));
         assert!(!t.spec.functions().matches(&other));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_stuck_at_shutdown_is_abandoned_after_the_grace() {
+        let signalled = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        signalled.cancel();
+        until_stopped(std::future::pending::<()>(), &signalled, RECONCILE_STOP_GRACE).await;
+        assert_eq!(
+            started.elapsed(),
+            RECONCILE_STOP_GRACE,
+            "waited exactly the grace, not for the reconcile"
+        );
+
+        // Without a signal, the controller ending is the end.
+        let quiet = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        until_stopped(tokio::time::sleep(Duration::from_secs(1)), &quiet, RECONCILE_STOP_GRACE).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 }

@@ -69,8 +69,9 @@ function(namespace='kubeless', image='ghcr.io/acme-corp/pubsub/google-pubsub-eve
     subjects: [{ kind: 'ServiceAccount', name: name, namespace: namespace }],
   };
 
-  // Shutdown: event sources get 10 s to stop, then deliveries in flight
-  // `shutdown_grace` seconds to finish; the pod's grace period covers both.
+  // Shutdown: reconciles in flight get 5 s, event sources 10 s to stop, then
+  // deliveries in flight `shutdown_grace` seconds to finish; the pod's grace
+  // period covers all three.
   local shutdown_grace = 30;
   local deployment = {
     apiVersion: 'apps/v1',

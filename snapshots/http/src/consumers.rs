@@ -12,7 +12,7 @@
 //! in the trigger's Ready condition and an Event.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -153,11 +153,19 @@ pub struct Consumers {
     runtime: Runtime,
     running: Mutex<HashMap<ConsumerKey, Running>>,
     started: AtomicU64,
+    /// Set by `stop_all` (under the `running` lock): nothing starts after it,
+    /// not even from a reconcile that was still finishing.
+    closed: AtomicBool,
 }
 
 impl Consumers {
     pub fn new(runtime: Runtime) -> Consumers {
-        Consumers { runtime, running: Mutex::new(HashMap::new()), started: AtomicU64::new(0) }
+        Consumers {
+            runtime,
+            running: Mutex::new(HashMap::new()),
+            started: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
     }
 
     /// How many consumers were started so far (restarts included).
@@ -259,7 +267,7 @@ impl Consumers {
                 }
             }
             for d in &desired {
-                if running.contains_key(&d.key) {
+                if running.contains_key(&d.key) || self.closed.load(Ordering::SeqCst) {
                     continue;
                 }
                 let started = self.start(d, spec.clone(), fingerprint(&spec_json, d));
@@ -293,8 +301,13 @@ impl Consumers {
 
     /// Stop everything (on shutdown): every source is cancelled at once, then
     /// deliveries in flight get `grace` to finish.
+    /// Nothing starts afterwards.
     pub async fn stop_all(&self, grace: Duration) {
-        let stopping: Vec<(ConsumerKey, Running)> = self.lock().drain().collect();
+        let stopping: Vec<(ConsumerKey, Running)> = {
+            let mut running = self.lock();
+            self.closed.store(true, Ordering::SeqCst);
+            running.drain().collect()
+        };
         for (_, r) in &stopping {
             r.cancel.cancel();
         }
@@ -647,5 +660,18 @@ mod tests {
         let stopped_at = calls.load(Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(calls.load(Ordering::SeqCst), stopped_at, "no restart after stop");
+    }
+
+    #[tokio::test]
+    async fn a_reconcile_that_finishes_after_shutdown_starts_nothing() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (tx, _changes) = mpsc::unbounded_channel();
+        let consumers = consumers(flaky(0, calls.clone()), tx);
+        let spec = serde_json::from_str(TEST_SPEC_JSON).expect("spec");
+        consumers.stop_all(Duration::from_secs(1)).await;
+        consumers.sync("default", "orders", &spec, vec![desired()]).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(consumers.keys().is_empty(), "nothing runs after stop_all");
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "no source was started");
     }
 }

@@ -336,8 +336,20 @@ impl Sink {
         self.inner.deliver(&Payload { id: &event.id, body: &event.body, topic: event.topic.as_deref() }).await
     }
 
-    /// Wait, at most `grace`, for the deliveries in flight; no new ones start
-    /// once this is called. Returns whether everything finished.
+    /// Run `work` that tells the source an event's outcome over the network
+    /// (a JetStream acknowledgement): `drain` waits for it like a delivery,
+    /// so a shutdown does not end before the broker heard. Outside a Tokio
+    /// runtime (one being torn down) the work is dropped: the broker then
+    /// redelivers what it did not hear about.
+    pub fn settle_in_background(&self, work: impl Future<Output = ()> + Send + 'static) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.inner.tracker.spawn_on(work, &runtime);
+        }
+    }
+
+    /// Wait, at most `grace`, for the deliveries in flight and the work of
+    /// `settle_in_background`; no new deliveries start once this is called.
+    /// Returns whether everything finished.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.inner.tracker.close();
         tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_ok()
@@ -352,6 +364,15 @@ impl Sink {
         warn!(count, error = %error, "events lost");
         if let Some(failures) = &self.inner.failures {
             failures.report(&error);
+        }
+    }
+
+    /// Publish that events may have been lost for `cause` as an Event on
+    /// this sink's trigger, without counting them: for a loss that a client
+    /// shared by several triggers counts once and cannot attribute.
+    pub fn report_possible_loss(&self, cause: &str) {
+        if let Some(failures) = &self.inner.failures {
+            failures.report(&Error::Lost { url: self.inner.url.clone(), cause: cause.to_owned() });
         }
     }
 
@@ -471,7 +492,7 @@ fn header(text: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use http_body_util::Full;
     use hyper::server::conn::http1;
@@ -765,6 +786,23 @@ mod tests {
         });
         assert!(sink.drain(Duration::from_secs(2)).await, "drained once the function answered");
         assert_eq!(acks.try_recv(), Ok(Outcome::Delivered));
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_the_settlement_an_acknowledgement_starts() {
+        let f = function(vec![200], false).await;
+        let sink = sink(&f.url, DeliveryMode::AtLeastOnce, 4);
+        let heard = Arc::new(AtomicBool::new(false));
+        let (settling, told) = (sink.clone(), heard.clone());
+        let event = Event::new("x").with_ack(move |_| {
+            settling.settle_in_background(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                told.store(true, Ordering::SeqCst);
+            });
+        });
+        sink.send(event).await;
+        assert!(sink.drain(Duration::from_secs(2)).await);
+        assert!(heard.load(Ordering::SeqCst), "drain returned before the broker heard the outcome");
     }
 
     #[tokio::test]

@@ -90,7 +90,7 @@ pub async fn consume(
     shutdown: CancellationToken,
 ) -> Result<(), SourceError> {
     let url = nats_url();
-    let connection = tokio::select! {
+    let (connection, _using) = tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         connection = connection(&url, ctx.max_in_flight, &sink) => connection?,
     };
@@ -107,11 +107,13 @@ pub async fn consume(
 static CONNECTIONS: tokio::sync::Mutex<BTreeMap<String, Pooled>> =
     tokio::sync::Mutex::const_new(BTreeMap::new());
 
-/// A shared connection, and whether the runtime driving it still runs (a
-/// connection opened on a runtime that has shut down is dead).
+/// A shared connection, whether the runtime driving it still runs (a
+/// connection opened on a runtime that has shut down is dead), and the sinks
+/// of the consumers using it.
 struct Pooled {
     client: Weak<async_nats::Client>,
     driven: CancellationToken,
+    users: Users,
 }
 
 impl Pooled {
@@ -120,36 +122,81 @@ impl Pooled {
     }
 }
 
+/// The sinks of the consumers using one connection, by a number of their own.
+type Users = Arc<std::sync::Mutex<(u64, BTreeMap<u64, Sink>)>>;
+
+fn users_of(users: &Users) -> std::sync::MutexGuard<'_, (u64, BTreeMap<u64, Sink>)> {
+    users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A consumer's place among a connection's users, left when dropped.
+struct Using {
+    users: Users,
+    id: u64,
+}
+
+impl Using {
+    fn join(users: &Users, sink: &Sink) -> Using {
+        let mut all = users_of(users);
+        all.0 += 1;
+        let id = all.0;
+        all.1.insert(id, sink.clone());
+        Using { users: users.clone(), id }
+    }
+}
+
+impl Drop for Using {
+    fn drop(&mut self) {
+        users_of(&self.users).1.remove(&self.id);
+    }
+}
+
+/// What the Event on every trigger of a connection says when its client
+/// dropped a message.
+const SLOW_CONSUMER: &str = "the NATS client dropped a message because a subscription buffer on the \
+     connection this trigger shares was full (the client does not say which subscription); \
+     counted in kubeless_trigger_events_lost_total";
+
 /// Connections open now (for tests and benchmarks).
 pub async fn connections_open() -> usize {
     CONNECTIONS.lock().await.values().filter(|c| c.live().is_some()).count()
 }
 
-/// The shared connection to `url`, opened on first use. No retry on the
-/// first connection: a failure ends the consumer, and the runtime restarts it
-/// with backoff and reports it in the trigger's status. Subscription buffers
-/// follow MAX_IN_FLIGHT; what overflows one is dropped by the client and
-/// counted in `kubeless_trigger_events_lost_total` (a shared connection cannot
-/// tell which subscription lost it, so no per-trigger Event).
+/// The shared connection to `url`, opened on first use, and `sink`'s place
+/// among its users. No retry on the first connection: a failure ends the
+/// consumer, and the runtime restarts it with backoff and reports it in the
+/// trigger's status. Subscription buffers follow MAX_IN_FLIGHT; a message
+/// that overflows one is dropped by the client, counted once in
+/// `kubeless_trigger_events_lost_total`, and reported as a Warning Event on
+/// every trigger using the connection (the client does not say which
+/// subscription overflowed).
 async fn connection(
     url: &str,
     max_in_flight: usize,
     sink: &Sink,
-) -> Result<Arc<async_nats::Client>, SourceError> {
+) -> Result<(Arc<async_nats::Client>, Using), SourceError> {
     let mut connections = CONNECTIONS.lock().await;
-    if let Some(client) = connections.get(url).and_then(Pooled::live) {
-        return Ok(client);
+    if let Some(pooled) = connections.get(url)
+        && let Some(client) = pooled.live()
+    {
+        return Ok((client, Using::join(&pooled.users, sink)));
     }
     let metrics = sink.metrics().clone();
+    let users = Users::default();
+    let told = users.clone();
     let client = async_nats::ConnectOptions::new()
         .name(crate::MANAGER)
         .subscription_capacity(max_in_flight.saturating_mul(SUBSCRIPTION_BUFFER_PER_SLOT).max(1))
         .event_callback(move |event| {
-            let metrics = metrics.clone();
+            let (metrics, told) = (metrics.clone(), told.clone());
             async move {
                 if let async_nats::Event::SlowConsumer(sid) = event {
                     metrics.lost.inc();
                     warn!(sid, "the NATS client dropped a message: a subscription buffer is full");
+                    let sinks: Vec<Sink> = users_of(&told).1.values().cloned().collect();
+                    for sink in sinks {
+                        sink.report_possible_loss(SLOW_CONSUMER);
+                    }
                 }
             }
         })
@@ -167,8 +214,9 @@ async fn connection(
         }
     });
     connections.retain(|_, c| c.live().is_some());
-    connections.insert(url.to_owned(), Pooled { client: Arc::downgrade(&client), driven });
-    Ok(client)
+    let using = Using::join(&users, sink);
+    connections.insert(url.to_owned(), Pooled { client: Arc::downgrade(&client), driven, users });
+    Ok((client, using))
 }
 
 /// Core NATS: a queue subscription; at-most-once.
@@ -270,7 +318,7 @@ async fn jetstream(
         };
         let event = Event::new(message.payload.clone())
             .with_topic(message.subject.to_string())
-            .with_ack(Pending::new(message, settings, sink.clone()).settle());
+            .with_ack(Pending::new(message, settings, sink.clone(), shutdown.clone()).settle());
         // A message still waiting for a delivery slot at shutdown is nak'ed
         // (its `Pending` is dropped), so JetStream redelivers it at once.
         tokio::select! {
@@ -308,11 +356,18 @@ struct Pending {
     message: Option<jetstream::Message>,
     settings: JetStreamSettings,
     sink: Sink,
+    /// The consumer's stop: once it stops, every acknowledgement is flushed.
+    stopping: CancellationToken,
     progress: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Pending {
-    fn new(message: jetstream::Message, settings: JetStreamSettings, sink: Sink) -> Pending {
+    fn new(
+        message: jetstream::Message,
+        settings: JetStreamSettings,
+        sink: Sink,
+        stopping: CancellationToken,
+    ) -> Pending {
         let ticking = message.clone();
         let every = settings.ack_wait / 2;
         let progress = tokio::spawn(async move {
@@ -323,7 +378,7 @@ impl Pending {
                 }
             }
         });
-        Pending { message: Some(message), settings, sink, progress: Some(progress) }
+        Pending { message: Some(message), settings, sink, stopping, progress: Some(progress) }
     }
 
     /// The acknowledgement for `Event::with_ack`.
@@ -340,8 +395,23 @@ impl Pending {
                 }
                 Outcome::Failed => AckKind::Nak(Some(self.settings.nak_delay)),
             };
-            finish(message, kind);
+            self.finish(message, kind);
         }
+    }
+
+    /// Send `kind` for `message` in the background, as part of the sink's
+    /// work (its drain waits for it); once the consumer stops, also flush
+    /// the connection, so the broker hears before the process exits. Not
+    /// sent, JetStream redelivers the message after `ack_wait`.
+    fn finish(&self, message: jetstream::Message, kind: AckKind) {
+        let flush = self.stopping.is_cancelled();
+        self.sink.settle_in_background(async move {
+            if let Err(e) = message.ack_with(kind).await {
+                warn!(error = %e, "acknowledging a JetStream message failed");
+            } else if flush && let Err(e) = message.context.client().flush().await {
+                warn!(error = %e, "flushing a JetStream acknowledgement failed");
+            }
+        });
     }
 }
 
@@ -351,20 +421,8 @@ impl Drop for Pending {
             progress.abort();
         }
         if let Some(message) = self.message.take() {
-            finish(message, AckKind::Nak(None));
+            self.finish(message, AckKind::Nak(None));
         }
-    }
-}
-
-/// Send `kind` for `message` in the background; not sent, JetStream
-/// redelivers the message after `ack_wait`.
-fn finish(message: jetstream::Message, kind: AckKind) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move {
-            if let Err(e) = message.ack_with(kind).await {
-                warn!(error = %e, "acknowledging a JetStream message failed");
-            }
-        });
     }
 }
 
@@ -506,6 +564,76 @@ mod tests {
         stop_b.cancel();
         consumer_a.await.expect("join").expect("stops cleanly");
         consumer_b.await.expect("join").expect("stops cleanly");
+    }
+
+    /// A subscription whose buffer overflows (one delivery slot, a function
+    /// that never answers, a burst of messages): the client drops messages;
+    /// they are counted, and the trigger gets a Warning Event saying so.
+    #[tokio::test]
+    #[ignore = "needs a NATS server: NATS_URL=nats://127.0.0.1:4222 cargo test -- --ignored --test-threads=1"]
+    async fn messages_the_client_drops_are_counted_and_raised_on_the_trigger() {
+        use k8s_openapi::api::core::v1::ObjectReference;
+        use kube::runtime::events::Recorder;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let (api, mut events) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let recorder = Recorder::new(kube::Client::new(api, "default"), "test".into());
+        let trigger = ObjectReference {
+            kind: Some("Trigger".into()),
+            name: Some("orders".into()),
+            namespace: Some("default".into()),
+            ..ObjectReference::default()
+        };
+        let failures = crate::delivery::FailureReporter::new(recorder, trigger);
+        let metrics = Metrics::new();
+        let options =
+            SinkOptions { max_in_flight: 1, mode: DeliveryMode::AtMostOnce, ..SinkOptions::default() };
+        let sink =
+            Sink::new(url, Invoker::new(Duration::from_secs(60)), options, metrics.clone(), Some(failures));
+        let subject = format!("kubeless-test-{}", event_id());
+        let key =
+            ConsumerKey { namespace: "default".into(), trigger: "orders".into(), function: "hello".into() };
+        let ctx = ConsumerContext {
+            group: key.group(),
+            key,
+            spec: spec_on(&subject),
+            delivery: DeliveryMode::AtMostOnce,
+            max_in_flight: 1,
+            client: crate::testkit::offline_client(),
+        };
+        let shutdown = CancellationToken::new();
+        let consumer = tokio::spawn(consume(ctx, sink, shutdown.clone()));
+
+        let publisher = async_nats::connect(nats_url()).await.expect("a NATS server at NATS_URL");
+        let event = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                for _ in 0..500 {
+                    publisher.publish(subject.clone(), Bytes::from_static(b"{}")).await.expect("publish");
+                }
+                publisher.flush().await.expect("flush");
+                if let Ok(request) =
+                    tokio::time::timeout(Duration::from_millis(200), events.next_request()).await
+                {
+                    break request.expect("an Event request").0;
+                }
+            }
+        })
+        .await
+        .expect("a Warning Event on the trigger");
+        let body = event.into_body().collect_bytes().await.expect("the Event");
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("EventsLost") && body.contains("subscription buffer"), "{body}");
+        assert!(metrics.lost.get() > 0, "the dropped messages are counted");
+        shutdown.cancel();
+        consumer.await.expect("join").expect("stops cleanly");
     }
 
     #[tokio::test]
