@@ -33,7 +33,7 @@ pub const TYPE_NAMES: &[&str] = &[
     "ListParams", "LogFormat", "Method", "Metrics", "Mutex", "Notify", "ObjectRef", "ObjectReference",
     "Ordering", "Outcome", "Patch", "PatchParams", "Recorder", "Registry", "Reporter", "Request", "Resolved",
     "Resource", "ResourceExt", "Response", "RetryPolicy", "Runtime", "Selector", "SelectorExt", "Semaphore",
-    "Service", "Settings", "SignedDuration", "Sink", "SinkOptions", "SocketAddr", "Source", "SourceError",
+    "Service", "Settings", "SignalKind", "SignedDuration", "Sink", "SinkOptions", "SocketAddr", "Source", "SourceError",
     "StatusCode", "Store", "StreamExt", "TaskTracker", "TcpListener", "Time", "Timestamp", "TokioExecutor",
     "TokioIo", "UnboundedReceiver", "UnboundedSender", "Uri", "Value",
     // The runtime's test kit (compiled for tests only, but the names are taken there).
