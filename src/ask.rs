@@ -70,21 +70,18 @@ pub fn text(theme: &dyn Theme, prompt: &str, default: Option<&str>, initial: &st
     Ok(answer)
 }
 
-/// Yes or no: `y` or `n` shows the choice, Enter takes it (or `default`
-/// when nothing was typed), so a key meant for one question is never the
-/// answer to the next.
+/// Yes or no: `y` or `n` changes the answer shown, Enter takes it (or
+/// `default` when nothing was typed), so a key meant for one question is
+/// never the answer to the next.
 pub fn confirm(theme: &dyn Theme, prompt: &str, default: bool) -> io::Result<bool> {
     let mut screen = Screen::new()?;
-    let mut head = String::new();
-    theme.format_confirm_prompt(&mut head, prompt, Some(default)).map_err(io::Error::other)?;
     let mut choice: Option<bool> = None;
     loop {
-        let shown = match choice {
-            Some(true) => "yes",
-            Some(false) => "no",
-            None => "",
-        };
-        let line = format!("{head}{shown}");
+        // The theme shows the answer Enter would take: the default, or the key typed.
+        let mut line = String::new();
+        theme
+            .format_confirm_prompt(&mut line, prompt, Some(choice.unwrap_or(default)))
+            .map_err(io::Error::other)?;
         let at = measure_text_width(&line);
         screen.draw(&[line], Some((0, at)))?;
         match screen.key()? {
@@ -103,8 +100,8 @@ pub fn confirm(theme: &dyn Theme, prompt: &str, default: bool) -> io::Result<boo
     Ok(answer)
 }
 
-/// One entry of a list: the arrows (or `j`/`k`, Tab) move, Enter picks.
-/// A list taller than the terminal scrolls.
+/// One entry of a list: the arrows (or `j`/`k`, Tab) move, Enter or Space
+/// picks. A list taller than the terminal scrolls.
 pub fn select(theme: &dyn Theme, prompt: &str, items: &[String], default: usize) -> io::Result<usize> {
     if items.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "a list question needs entries"));
@@ -113,10 +110,17 @@ pub fn select(theme: &dyn Theme, prompt: &str, items: &[String], default: usize)
     let mut head = String::new();
     theme.format_select_prompt(&mut head, prompt).map_err(io::Error::other)?;
     let mut active = default.min(items.len() - 1);
-    let _ = screen.term.hide_cursor();
+    screen.hide_cursor()?;
+    let mut first = 0;
     let picked = loop {
         let height = usize::from(screen.term.size().0).saturating_sub(2).max(3);
-        let first = active.saturating_sub(height - 1).min(items.len().saturating_sub(height));
+        // The window moves only when the active entry would leave it.
+        if active < first {
+            first = active;
+        } else if active >= first + height {
+            first = active + 1 - height;
+        }
+        first = first.min(items.len().saturating_sub(height));
         let mut lines = vec![head.clone()];
         for (i, item) in items.iter().enumerate().skip(first).take(height) {
             let mut line = String::new();
@@ -125,7 +129,7 @@ pub fn select(theme: &dyn Theme, prompt: &str, items: &[String], default: usize)
         }
         screen.draw(&lines, None)?;
         match screen.key() {
-            Ok(Key::Enter) => break Ok(active),
+            Ok(Key::Enter | Key::Char(' ')) => break Ok(active),
             Ok(Key::Char(CTRL_D)) => break Err(end_of_input()),
             Ok(Key::ArrowUp | Key::BackTab | Key::Char('k')) => {
                 active = (active + items.len() - 1) % items.len();
@@ -137,7 +141,6 @@ pub fn select(theme: &dyn Theme, prompt: &str, items: &[String], default: usize)
             Err(e) => break Err(e),
         }
     };
-    let _ = screen.term.show_cursor();
     let active = picked?;
     let mut done = String::new();
     theme.format_select_prompt_selection(&mut done, prompt, &items[active]).map_err(io::Error::other)?;
@@ -146,10 +149,16 @@ pub fn select(theme: &dyn Theme, prompt: &str, items: &[String], default: usize)
 }
 
 /// The rows a question has drawn on stderr, redrawn in place on every key.
+/// A question that ends without an answer (Ctrl-D, an error) leaves its
+/// drawing as it is, the cursor below it and visible (see `Drop`).
 struct Screen {
     term: Term,
     /// Rows between the first row drawn and the cursor.
     cursor_row: usize,
+    /// Rows between the first row drawn and the last.
+    end_row: usize,
+    cursor_hidden: bool,
+    finished: bool,
 }
 
 impl Screen {
@@ -158,7 +167,12 @@ impl Screen {
         if !term.is_term() {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "not a terminal"));
         }
-        Ok(Screen { term, cursor_row: 0 })
+        Ok(Screen { term, cursor_row: 0, end_row: 0, cursor_hidden: false, finished: false })
+    }
+
+    fn hide_cursor(&mut self) -> io::Result<()> {
+        self.cursor_hidden = true;
+        self.term.hide_cursor()
     }
 
     fn key(&self) -> io::Result<Key> {
@@ -176,6 +190,7 @@ impl Screen {
         let rows = |text: &str| measure_text_width(text).div_ceil(width).max(1);
         let mut end_row = lines.iter().map(|l| rows(l)).sum::<usize>() - 1;
         self.cursor_row = end_row;
+        self.end_row = end_row;
         if let Some((line, column)) = cursor {
             let target = lines[..line].iter().map(|l| rows(l)).sum::<usize>() + column / width;
             if target > end_row {
@@ -183,6 +198,7 @@ impl Screen {
                 // the start of the next one.
                 self.term.write_str("\r\n")?;
                 end_row += 1;
+                self.end_row = end_row;
             }
             self.term.move_cursor_up(end_row - target)?;
             self.term.write_str("\r")?;
@@ -197,6 +213,7 @@ impl Screen {
         self.term.write_str("\r")?;
         self.term.clear_to_end_of_screen()?;
         self.cursor_row = 0;
+        self.end_row = 0;
         Ok(())
     }
 
@@ -204,6 +221,27 @@ impl Screen {
     fn finish(&mut self, done: &str) -> io::Result<()> {
         self.erase()?;
         self.term.write_line(done)?;
+        if self.cursor_hidden {
+            self.term.show_cursor()?;
+            self.cursor_hidden = false;
+        }
+        self.finished = true;
         self.term.flush()
+    }
+}
+
+impl Drop for Screen {
+    /// Unanswered: move below the drawing so what is printed next starts on
+    /// a line of its own, and show the cursor again.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let _ = self.term.move_cursor_down(self.end_row.saturating_sub(self.cursor_row));
+        let _ = self.term.write_str("\r\n");
+        if self.cursor_hidden {
+            let _ = self.term.show_cursor();
+        }
+        let _ = self.term.flush();
     }
 }

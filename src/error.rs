@@ -31,8 +31,8 @@ pub enum CliError {
     /// Ctrl-C at a prompt.
     #[error("cancelled; nothing was written; {0}")]
     Cancelled(crate::prompt::SavedAnswers),
-    /// Ctrl-D at a prompt: the input ended before the answers did.
-    #[error("the input ended (Ctrl-D); nothing was written; {0}")]
+    /// Ctrl-D at a prompt (or the terminal gone): the input ended before the answers did.
+    #[error("the input ended (Ctrl-D, or the terminal closed); nothing was written; {0}")]
     EndOfInput(crate::prompt::SavedAnswers),
     /// "Cancel" at the summary: not an error (exit 0).
     #[error("not written; {0}")]

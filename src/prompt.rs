@@ -66,13 +66,10 @@ pub fn run(start: Spec, options: &Options) -> Result<Spec, CliError> {
     match result {
         Ok(spec) => Ok(spec),
         Err(Stop::Declined) => Err(CliError::Declined(save_answers(&session.spec, output))),
-        Err(Stop::Interrupted) => {
-            crate::talk!();
-            match published {
-                Some(_) => Err(CliError::Cancelled(save_answers(&session.spec, output))),
-                None => Err(CliError::Cancelled(SavedAnswers::Nothing)),
-            }
-        }
+        Err(Stop::Interrupted) => match published {
+            Some(_) => Err(CliError::Cancelled(save_answers(&session.spec, output))),
+            None => Err(CliError::Cancelled(SavedAnswers::Nothing)),
+        },
         Err(Stop::EndOfInput) => Err(CliError::EndOfInput(save_answers(&session.spec, output))),
         Err(Stop::Failed(e)) => Err(e),
     }

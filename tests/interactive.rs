@@ -541,11 +541,53 @@ fn ctrl_d_at_any_question_ends_the_interview_and_saves_the_answers() {
         let rest = p.exp_eof().unwrap_or_else(|e| panic!("{what}: Ctrl-D ends the run: {e}"));
         let status = p.process.wait().expect("exit status");
         assert!(matches!(status, WaitStatus::Exited(_, 1)), "{what}: {status:?}\n{rest}");
-        assert!(rest.contains("the input ended (Ctrl-D); nothing was written"), "{what}: {rest}");
+        let plain = rest.replace("\x1b[?25h", "");
+        assert!(plain.contains("\nerror: the input ended (Ctrl-D"), "{what}: on a line of its own: {rest:?}");
+        assert!(rest.contains("nothing was written"), "{what}: {rest}");
         assert!(rest.contains("\x1b[?25h") || what != "list", "{what}: the cursor is shown again: {rest:?}");
         let saved = fs::read_to_string(tmp.path().join("nats-trigger.yaml")).unwrap();
         assert!(saved.contains("name: topic"), "{what}: {saved}");
         assert_eq!(saved.contains("kind: QueueTrigger"), what != "text", "{what}: {saved}");
         assert!(!tmp.path().join("out").exists(), "{what}");
     }
+}
+
+/// With colours (no NO_COLOR), a yes/no question shows the answer Enter
+/// would take: the default, then the key typed instead of it.
+#[test]
+fn with_colours_a_yes_no_question_shows_the_key_typed_in_place_of_the_default() {
+    let tmp = TempDir::new().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubeless-trigger"));
+    cmd.args(["new", "nats", "-o", "out"])
+        .current_dir(tmp.path())
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm");
+    let mut p = spawn_command(cmd, Some(TIMEOUT_MS)).expect("spawn in a pty");
+    default_names(&mut p);
+    pick(&mut p, "Keep these fields?", 1);
+    wait(&mut p, "Keep topic");
+    keys(&mut p, "n");
+    // What was drawn up to the `no` now shown: the `yes` it replaces is gone.
+    let drawn = strip_ansi(&p.exp_string("no").expect("the answer drawn"));
+    assert!(!drawn.trim_end().ends_with("yes"), "{drawn:?}");
+    keys(&mut p, CTRL_C);
+    p.exp_eof().expect("exits");
+}
+
+/// `text` without its SGR colour sequences.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
