@@ -1,25 +1,27 @@
-//! Rebuild when a template or source folder file is added, removed or changed: they are
-//! embedded with `include_dir!`, whose file list cargo cannot see on its own. Also
-//! hashes those inputs once, here, so no run of the tool pays for it.
+//! Rebuild when a render input is added, removed or changed: they are embedded
+//! with `include_dir!`, whose file list cargo cannot see on its own. Also hashes
+//! those inputs once, here, so no run of the tool pays for it.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// Everything a render reads besides the spec (see `render::templates_hash`).
-const RENDER_INPUTS: [&str; 5] = ["templates", "sources", "runtime/src", "runtime/Cargo.toml", "src/schemas"];
+#[path = "src/render_inputs.rs"]
+#[allow(dead_code)]
+mod render_inputs;
 
 fn main() {
-    for input in RENDER_INPUTS {
-        println!("cargo:rerun-if-changed={input}");
+    for root in render_inputs::ROOTS {
+        println!("cargo:rerun-if-changed={root}");
     }
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=build.rs");
 
-    let root = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let crate_root =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for input in RENDER_INPUTS {
-        walk(&root, &root.join(input), &mut files);
+    for root in render_inputs::ROOTS {
+        walk(&crate_root, root, &mut files);
     }
     files.sort();
     let mut sha = Sha256::new();
@@ -32,16 +34,20 @@ fn main() {
     println!("cargo:rustc-env=KUBELESS_TRIGGER_TEMPLATES_HASH=sha256:{hex}");
 }
 
-/// Every file under `path` (or `path` itself), as (path relative to `root`, bytes).
-fn walk(root: &Path, path: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-    if path.is_dir() {
-        let entries = std::fs::read_dir(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+/// Every render input at or under `relative`, as (path, bytes). Symbolic
+/// links are not followed.
+fn walk(crate_root: &Path, relative: &str, out: &mut Vec<(String, Vec<u8>)>) {
+    let path = crate_root.join(relative);
+    let Ok(meta) = std::fs::symlink_metadata(&path) else { return };
+    if meta.is_dir() {
+        let entries = std::fs::read_dir(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for entry in entries {
-            walk(root, &entry.unwrap_or_else(|e| panic!("{}: {e}", path.display())).path(), out);
+            let entry = entry.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            walk(crate_root, &format!("{relative}/{name}"), out);
         }
-    } else {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let relative = path.strip_prefix(root).unwrap_or(path).to_string_lossy().replace('\\', "/");
-        out.push((relative, bytes));
+    } else if meta.is_file() && render_inputs::is_render_input(relative) {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        out.push((relative.to_owned(), bytes));
     }
 }

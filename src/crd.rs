@@ -49,13 +49,6 @@ pub const DOCS: Docs = Docs {
 /// The JSON name of the delivery policy every trigger spec carries.
 pub const DELIVERY_FIELD: &str = "delivery";
 
-/// The fixtures, for the renderer's fingerprint.
-pub const FIXTURES: [(&str, &str); 3] = [
-    ("schemas/label_selector.json", LABEL_SELECTOR),
-    ("schemas/condition.json", CONDITION),
-    ("schemas/delivery.json", DELIVERY),
-];
-
 /// The CRD as YAML, byte-identical to `cargo run --bin crdgen` in the generated repo.
 pub fn yaml(model: &Model) -> String {
     serde_saphyr::to_string(&build(model)).expect("a CRD serializes to YAML")

@@ -29,6 +29,7 @@ pub mod plan;
 pub mod prompt;
 pub mod provenance;
 pub mod render;
+pub mod render_inputs;
 pub mod repofile;
 pub mod runtime;
 pub mod rustlit;

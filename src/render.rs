@@ -47,9 +47,10 @@ pub const CRD_CAP: usize = 256 * 1024;
 /// `generate`, `check` and `update`, written only by `new`.
 pub const SPEC_FILE: &str = "trigger.yaml";
 
-/// A hash of everything a render reads besides the spec: the templates, the
-/// source folders, the runtime and the schema fixtures, recorded in the lock.
-/// build.rs computes it from those files when the binary is built.
+/// A hash of the files a render reads besides the spec (`render_inputs`: the
+/// templates, the source folders, the runtime, the schema fixtures),
+/// recorded in the lock; build.rs computes it when the binary is built. What
+/// the tool's code decides (names, constants) is covered by its version.
 pub fn templates_hash() -> &'static str {
     env!("KUBELESS_TRIGGER_TEMPLATES_HASH")
 }
@@ -177,7 +178,7 @@ pub fn generated_template_paths() -> Vec<String> {
 fn collect(dir: &'static Dir<'static>, out: &mut Vec<(String, &'static str)>) {
     for file in dir.files() {
         let path = file.path().to_string_lossy().into_owned();
-        if path.ends_with(".jinja") {
+        if path.ends_with(".jinja") && crate::render_inputs::is_render_input(&format!("templates/{path}")) {
             out.push((path, file.contents_utf8().expect("templates are UTF-8")));
         }
     }

@@ -16,16 +16,14 @@ pub fn files() -> Vec<(String, &'static str)> {
         .files()
         .filter_map(|f| {
             let name = f.path().to_str()?;
+            if !crate::render_inputs::is_render_input(&format!("runtime/src/{name}")) {
+                return None;
+            }
             Some((format!("src/{name}"), f.contents_utf8()?))
         })
         .collect();
     files.sort();
     files
-}
-
-/// The manifest text, for the templates hash.
-pub fn manifest() -> &'static str {
-    MANIFEST
 }
 
 /// The lines of the runtime manifest's `[section]` table, without its header.

@@ -138,8 +138,6 @@ pub struct Source {
     pub preset: Option<&'static str>,
     /// `None` while the folder only has a preset: the source is a skeleton.
     pub manifest: Option<Manifest>,
-    /// `source.yaml` as written, for the templates hash.
-    pub manifest_text: Option<&'static str>,
     /// `(path in a generated repository, text)` of the files it adds.
     pub files: Vec<(String, &'static str)>,
     /// `Cargo.lock`: the lock template of its repositories (see `cargo_lock`).
@@ -275,22 +273,14 @@ fn declaration_of(ty: &str) -> String {
 fn load(dir: &'static Dir<'static>) -> Option<Source> {
     let name = dir.path().to_str()?;
     let text = |file: &str| dir.get_file(dir.path().join(file)).and_then(|f| f.contents_utf8());
-    let manifest_text = text("source.yaml");
-    let manifest = manifest_text.map(|t| {
+    let manifest = text("source.yaml").map(|t| {
         serde_saphyr::from_str(t)
             .unwrap_or_else(|e| panic!("sources/{name}/source.yaml is not a valid manifest: {e}"))
     });
     let mut files = Vec::new();
     collect(dir, name, &mut files);
     files.sort();
-    Some(Source {
-        name,
-        preset: text("preset.yaml"),
-        manifest,
-        manifest_text,
-        files,
-        lock: text("Cargo.lock"),
-    })
+    Some(Source { name, preset: text("preset.yaml"), manifest, files, lock: text("Cargo.lock") })
 }
 
 fn collect(dir: &'static Dir<'static>, root: &str, out: &mut Vec<(String, &'static str)>) {
@@ -300,7 +290,8 @@ fn collect(dir: &'static Dir<'static>, root: &str, out: &mut Vec<(String, &'stat
         else {
             continue;
         };
-        if FOLDER_FILES.contains(&path) {
+        let in_tree = file.path().to_str().map(|p| format!("sources/{p}")).unwrap_or_default();
+        if FOLDER_FILES.contains(&path) || !crate::render_inputs::is_render_input(&in_tree) {
             continue;
         }
         if let Some(text) = file.contents_utf8() {
