@@ -33,7 +33,7 @@ pub fn text(theme: &dyn Theme, prompt: &str, default: Option<&str>, initial: &st
         let typed: String = chars.iter().collect();
         let before: String = chars[..pos].iter().collect();
         let line = format!("{head}{typed}");
-        screen.draw(&[line], Some((0, measure_text_width(&head) + measure_text_width(&before))))?;
+        screen.draw(&[line], Some((0, &format!("{head}{before}"))))?;
         match screen.key()? {
             Key::Enter => break,
             Key::Char(CTRL_D) => return Err(end_of_input()),
@@ -82,8 +82,7 @@ pub fn confirm(theme: &dyn Theme, prompt: &str, default: bool) -> io::Result<boo
         theme
             .format_confirm_prompt(&mut line, prompt, Some(choice.unwrap_or(default)))
             .map_err(io::Error::other)?;
-        let at = measure_text_width(&line);
-        screen.draw(&[line], Some((0, at)))?;
+        screen.draw(&[line.clone()], Some((0, &line)))?;
         match screen.key()? {
             Key::Enter => break,
             Key::Char(CTRL_D) => return Err(end_of_input()),
@@ -148,6 +147,23 @@ pub fn select(theme: &dyn Theme, prompt: &str, items: &[String], default: usize)
     Ok(active)
 }
 
+/// Where the cursor is after `text` is written from the start of a row of
+/// `width` columns: (rows down, column). The terminal moves a character
+/// that does not fit to the next row, a wide one too when one column is
+/// left; after a full row the cursor waits at its end (column `width`).
+fn wrapped(text: &str, width: usize) -> (usize, usize) {
+    let (mut row, mut column) = (0, 0);
+    let mut buf = [0; 4];
+    for c in console::strip_ansi_codes(text).chars() {
+        let w = measure_text_width(c.encode_utf8(&mut buf));
+        if column + w > width {
+            (row, column) = (row + 1, 0);
+        }
+        column += w;
+    }
+    (row, column)
+}
+
 /// The rows a question has drawn on stderr, redrawn in place on every key.
 /// A question that ends without an answer (Ctrl-D, an error) leaves its
 /// drawing as it is, the cursor below it and visible (see `Drop`).
@@ -183,16 +199,20 @@ impl Screen {
     /// column within it) the cursor goes there, else it stays at the end.
     /// Long lines wrap at the terminal's width, and the row arithmetic
     /// follows them.
-    fn draw(&mut self, lines: &[String], cursor: Option<(usize, usize)>) -> io::Result<()> {
+    fn draw(&mut self, lines: &[String], cursor: Option<(usize, &str)>) -> io::Result<()> {
         let width = usize::from(self.term.size().1).max(1);
         self.erase()?;
         self.term.write_str(&lines.join("\n"))?;
-        let rows = |text: &str| measure_text_width(text).div_ceil(width).max(1);
+        let rows = |text: &str| wrapped(text, width).0 + 1;
         let mut end_row = lines.iter().map(|l| rows(l)).sum::<usize>() - 1;
         self.cursor_row = end_row;
         self.end_row = end_row;
-        if let Some((line, column)) = cursor {
-            let target = lines[..line].iter().map(|l| rows(l)).sum::<usize>() + column / width;
+        if let Some((line, before)) = cursor {
+            let (mut row, mut column) = wrapped(before, width);
+            if column == width {
+                (row, column) = (row + 1, 0);
+            }
+            let target = lines[..line].iter().map(|l| rows(l)).sum::<usize>() + row;
             if target > end_row {
                 // The text fills its last row exactly: the cursor belongs at
                 // the start of the next one.
@@ -202,7 +222,7 @@ impl Screen {
             }
             self.term.move_cursor_up(end_row - target)?;
             self.term.write_str("\r")?;
-            self.term.move_cursor_right(column % width)?;
+            self.term.move_cursor_right(column)?;
             self.cursor_row = target;
         }
         self.term.flush()
@@ -243,5 +263,20 @@ impl Drop for Screen {
             let _ = self.term.show_cursor();
         }
         let _ = self.term.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrapped;
+
+    #[test]
+    fn rows_follow_the_terminal_wrap() {
+        assert_eq!(wrapped("", 10), (0, 0));
+        assert_eq!(wrapped("abc", 10), (0, 3));
+        assert_eq!(wrapped("abcdefghij", 10), (0, 10), "a full row: the cursor waits at its end");
+        assert_eq!(wrapped("abcdefghijk", 10), (1, 1));
+        assert_eq!(wrapped("abcdefghi日", 10), (1, 2), "a wide character that does not fit moves down");
+        assert_eq!(wrapped("\x1b[1mabc\x1b[0m", 10), (0, 3), "colour codes take no room");
     }
 }
