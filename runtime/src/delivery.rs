@@ -180,25 +180,31 @@ fn retryable(error: &Error) -> bool {
 }
 
 /// Publishes a Kubernetes Event on the trigger when deliveries fail, at most
-/// once a minute per consumer.
+/// once a minute per consumer; possible losses a shared client reports have
+/// their own minute, so they never hide a delivery failure.
 pub struct FailureReporter {
     recorder: Recorder,
     trigger: ObjectReference,
     last: Mutex<Option<Instant>>,
+    last_possible_loss: Mutex<Option<Instant>>,
 }
 
 impl FailureReporter {
     const EVERY: Duration = Duration::from_secs(60);
 
     pub fn new(recorder: Recorder, trigger: ObjectReference) -> FailureReporter {
-        FailureReporter { recorder, trigger, last: Mutex::new(None) }
+        FailureReporter { recorder, trigger, last: Mutex::new(None), last_possible_loss: Mutex::new(None) }
     }
 
     /// Publish `error` in the background (never while a delivery slot is
     /// held), unless one was published within the last minute.
     fn report(&self, error: &Error) {
+        let limiter = match error {
+            Error::MayBeLost { .. } => &self.last_possible_loss,
+            _ => &self.last,
+        };
         {
-            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = limiter.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|at| at.elapsed() < Self::EVERY) {
                 return;
             }
@@ -247,6 +253,8 @@ struct Inner {
     mode: DeliveryMode,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
+    /// Work telling the source an outcome (`settle_in_background`).
+    settling: TaskTracker,
     metrics: Metrics,
     failures: Option<FailureReporter>,
     /// Where events go after their last failed attempt.
@@ -281,6 +289,7 @@ impl Sink {
                 mode: options.mode,
                 permits: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
                 tracker: TaskTracker::new(),
+                settling: TaskTracker::new(),
                 metrics,
                 failures,
                 dead_letter: options.dead_letter.map(|url| {
@@ -342,7 +351,7 @@ impl Sink {
     /// redelivers what it did not hear about.
     pub fn settle_in_background(&self, work: impl Future<Output = ()> + Send + 'static) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            self.inner.tracker.spawn_on(work, &runtime);
+            self.inner.settling.spawn_on(work, &runtime);
         }
     }
 
@@ -351,7 +360,13 @@ impl Sink {
     /// Returns whether everything finished.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.inner.tracker.close();
-        tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_ok()
+        let deadline = tokio::time::Instant::now() + grace;
+        if tokio::time::timeout_at(deadline, self.inner.tracker.wait()).await.is_err() {
+            return false;
+        }
+        // Deliveries are over, so no settlement starts any more.
+        self.inner.settling.close();
+        tokio::time::timeout_at(deadline, self.inner.settling.wait()).await.is_ok()
     }
 
     /// Count `count` events the source lost before handing them over (a
@@ -367,11 +382,12 @@ impl Sink {
     }
 
     /// Publish that events may have been lost for `cause` as an Event on
-    /// this sink's trigger, without counting them: for a loss that a client
-    /// shared by several triggers counts once and cannot attribute.
+    /// this sink's trigger (at most once a minute), without counting them:
+    /// for a loss that a client shared by several triggers counts once and
+    /// cannot attribute.
     pub fn report_possible_loss(&self, cause: &str) {
         if let Some(failures) = &self.inner.failures {
-            failures.report(&Error::Lost { url: self.inner.url.clone(), cause: cause.to_owned() });
+            failures.report(&Error::MayBeLost { url: self.inner.url.clone(), cause: cause.to_owned() });
         }
     }
 
@@ -843,6 +859,19 @@ mod tests {
         assert_eq!(sink.deliver(Event::new("y")).await, Outcome::Failed);
         let second = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
         assert!(second.is_err(), "a second failure within a minute publishes nothing");
+
+        // A possible loss a shared client reports has a minute of its own.
+        sink.report_possible_loss("a buffer overflowed");
+        let (req, _send) = tokio::time::timeout(Duration::from_secs(2), api.next_request())
+            .await
+            .expect("an Event")
+            .expect("a request");
+        let bytes = req.into_body().collect_bytes().await.expect("body");
+        let event: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(event["reason"], "EventsMayBeLost");
+        sink.report_possible_loss("a buffer overflowed");
+        let again = tokio::time::timeout(Duration::from_millis(100), api.next_request()).await;
+        assert!(again.is_err(), "at most once a minute");
     }
 
     #[tokio::test]

@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::Recorder;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::apis::TriggerSpec;
@@ -156,6 +157,11 @@ pub struct Consumers {
     /// Set by `stop_all` (under the `running` lock): nothing starts after it,
     /// not even from a reconcile that was still finishing.
     closed: AtomicBool,
+    /// Consumers being stopped outside `stop_all` (a trigger changed or
+    /// gone). Their stops run as tasks of their own, so a reconcile dropped
+    /// at shutdown does not drop a half-stopped consumer, and `stop_all`
+    /// waits for them too.
+    stopping: TaskTracker,
 }
 
 impl Consumers {
@@ -165,6 +171,7 @@ impl Consumers {
             running: Mutex::new(HashMap::new()),
             started: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            stopping: TaskTracker::new(),
         }
     }
 
@@ -293,15 +300,20 @@ impl Consumers {
 
     /// Stop consumers concurrently: the slowest sets the pace, not their sum.
     async fn stop_many(&self, stopping: Vec<(ConsumerKey, Running)>) {
-        futures::future::join_all(
-            stopping.into_iter().map(|(key, r)| async move { self.stop(&key, r).await }),
-        )
-        .await;
+        let grace = self.runtime.drain_grace;
+        let stops: Vec<_> = stopping
+            .into_iter()
+            .map(|(key, r)| {
+                info!(group = %key.group(), "stopping consumer");
+                self.stopping.spawn(finish(key, r, grace))
+            })
+            .collect();
+        futures::future::join_all(stops).await;
     }
 
     /// Stop everything (on shutdown): every source is cancelled at once, then
-    /// deliveries in flight get `grace` to finish.
-    /// Nothing starts afterwards.
+    /// deliveries in flight get `grace` to finish; stops already under way
+    /// (a trigger changed or gone) get as long. Nothing starts afterwards.
     pub async fn stop_all(&self, grace: Duration) {
         let stopping: Vec<(ConsumerKey, Running)> = {
             let mut running = self.lock();
@@ -311,7 +323,15 @@ impl Consumers {
         for (_, r) in &stopping {
             r.cancel.cancel();
         }
-        futures::future::join_all(stopping.into_iter().map(|(key, r)| finish(key, r, grace))).await;
+        self.stopping.close();
+        let under_way = tokio::time::timeout(SOURCE_STOP_GRACE + grace, self.stopping.wait());
+        let (_, waited) = futures::join!(
+            futures::future::join_all(stopping.into_iter().map(|(key, r)| finish(key, r, grace))),
+            under_way
+        );
+        if waited.is_err() {
+            warn!("consumers stopping before the shutdown did not finish within the grace period");
+        }
     }
 
     fn start(&self, d: &Desired, spec: TriggerSpec, fingerprint: String) -> Running {
@@ -358,11 +378,6 @@ impl Consumers {
             task,
             sink,
         }
-    }
-
-    async fn stop(&self, key: &ConsumerKey, r: Running) {
-        info!(group = %key.group(), "stopping consumer");
-        finish(key.clone(), r, self.runtime.drain_grace).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConsumerKey, Running>> {
@@ -673,5 +688,35 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(consumers.keys().is_empty(), "nothing runs after stop_all");
         assert_eq!(calls.load(Ordering::SeqCst), 0, "no source was started");
+    }
+
+    #[tokio::test]
+    async fn a_stop_whose_reconcile_was_dropped_still_finishes_before_shutdown_ends() {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let slow_to_stop: Source = {
+            let stopped = stopped.clone();
+            Arc::new(move |_ctx, _sink, shutdown: CancellationToken| {
+                let stopped = stopped.clone();
+                Box::pin(async move {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    stopped.store(true, Ordering::SeqCst);
+                    Ok(())
+                })
+            })
+        };
+        let (tx, _changes) = mpsc::unbounded_channel();
+        let consumers = Arc::new(consumers(slow_to_stop, tx));
+        let spec: TriggerSpec = serde_json::from_str(TEST_SPEC_JSON).expect("spec");
+        consumers.sync("default", "orders", &spec, vec![desired()]).await;
+        // A reconcile that stops the consumer, dropped (as at shutdown) while it waits.
+        let reconcile = {
+            let (consumers, spec) = (consumers.clone(), spec.clone());
+            tokio::spawn(async move { consumers.sync("default", "orders", &spec, Vec::new()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        reconcile.abort();
+        consumers.stop_all(Duration::from_secs(1)).await;
+        assert!(stopped.load(Ordering::SeqCst), "stop_all returned before the stop under way finished");
     }
 }

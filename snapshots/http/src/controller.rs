@@ -192,27 +192,48 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
 /// sources and draining deliveries, and this must fit in it.
 const RECONCILE_STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Cancel `signalled` on SIGTERM or SIGINT.
+/// Cancel `signalled` on SIGTERM or SIGINT; a second one ends the process at
+/// once (exit 130), for a person who will not wait for the drain.
 async fn cancel_on_signal(signalled: CancellationToken) {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
-                }
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => Some(term),
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
+            None
+        }
+    };
+    for received in 0.. {
+        // A signal that cannot be listened for never arrives (no busy loop).
+        let ctrl_c = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
             }
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM; stopping on SIGINT only");
-                let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let name = match term.as_mut() {
+            Some(term) => tokio::select! {
+                Some(()) = term.recv() => "SIGTERM",
+                () = ctrl_c => "SIGINT",
+            },
+            None => {
+                ctrl_c.await;
+                "SIGINT"
             }
+        };
+        #[cfg(not(unix))]
+        let name = {
+            ctrl_c.await;
+            "SIGINT"
+        };
+        if received == 0 {
+            info!("{name} received: shutting down");
+            signalled.cancel();
+        } else {
+            warn!("{name} received again: exiting without waiting for the drain");
+            std::process::exit(130);
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    signalled.cancel();
 }
 
 /// Drive the controller until it ends. Once `signalled`, it takes no new

@@ -32,6 +32,8 @@ pub enum Error {
     DeadLetterUnavailable { message: String, transient: bool },
     #[error("events for {url} lost before delivery: {cause}")]
     Lost { url: String, cause: String },
+    #[error("events for {url} may have been lost before delivery: {cause}")]
+    MayBeLost { url: String, cause: String },
     #[error("{0}")]
     Objects(#[source] crate::source::ObjectsError),
 }
@@ -53,6 +55,7 @@ impl Error {
             Error::Config(_) => "InvalidConfiguration",
             Error::DeadLetterUnavailable { .. } => "DeadLetterUnavailable",
             Error::Lost { .. } => "EventsLost",
+            Error::MayBeLost { .. } => "EventsMayBeLost",
             Error::Objects(e) => e.reason,
         }
     }

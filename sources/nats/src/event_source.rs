@@ -61,6 +61,8 @@ const DEFAULT_NAK_DELAY: Duration = Duration::from_secs(10);
 /// How long a stopping core consumer hands buffered messages over; less than
 /// the runtime's 10 s wait for a source to stop.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a stopping consumer waits for an acknowledgement to be flushed.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Subscription buffer per delivery slot (`MAX_IN_FLIGHT`): room for bursts
 /// while every slot is busy.
 const SUBSCRIPTION_BUFFER_PER_SLOT: usize = 64;
@@ -90,13 +92,17 @@ pub async fn consume(
     shutdown: CancellationToken,
 ) -> Result<(), SourceError> {
     let url = nats_url();
-    let (connection, _using) = tokio::select! {
+    let (connection, users) = tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
         connection = connection(&url, ctx.max_in_flight, &sink) => connection?,
     };
     let client = (*connection).clone();
     match ctx.spec.stream.clone() {
-        None => core(&ctx, client, &sink, &shutdown, &url).await,
+        None => {
+            // Only core consumers can lose what the client drops (JetStream redelivers it).
+            let _using = Using::join(&users, &sink);
+            core(&ctx, client, &sink, &shutdown, &url).await
+        }
         Some(stream) => jetstream(&ctx, client, &sink, &shutdown, &stream).await,
     }
 }
@@ -122,11 +128,32 @@ impl Pooled {
     }
 }
 
-/// The sinks of the consumers using one connection, by a number of their own.
-type Users = Arc<std::sync::Mutex<(u64, BTreeMap<u64, Sink>)>>;
+/// The sinks of the core consumers using one connection, by a number of
+/// their own, and when they were last told of a drop.
+type Users = Arc<std::sync::Mutex<Registry>>;
 
-fn users_of(users: &Users) -> std::sync::MutexGuard<'_, (u64, BTreeMap<u64, Sink>)> {
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    sinks: BTreeMap<u64, Sink>,
+    last_told: Option<std::time::Instant>,
+}
+
+/// How often the triggers of one connection are told that it dropped messages.
+const TELL_EVERY: Duration = Duration::from_secs(60);
+
+fn users_of(users: &Users) -> std::sync::MutexGuard<'_, Registry> {
     users.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The sinks to tell of a drop now: all of them, at most once a `TELL_EVERY`.
+fn to_tell(users: &Users) -> Vec<Sink> {
+    let mut registry = users_of(users);
+    if registry.last_told.is_some_and(|at| at.elapsed() < TELL_EVERY) {
+        return Vec::new();
+    }
+    registry.last_told = Some(std::time::Instant::now());
+    registry.sinks.values().cloned().collect()
 }
 
 /// A consumer's place among a connection's users, left when dropped.
@@ -137,49 +164,49 @@ struct Using {
 
 impl Using {
     fn join(users: &Users, sink: &Sink) -> Using {
-        let mut all = users_of(users);
-        all.0 += 1;
-        let id = all.0;
-        all.1.insert(id, sink.clone());
+        let mut registry = users_of(users);
+        registry.next += 1;
+        let id = registry.next;
+        registry.sinks.insert(id, sink.clone());
         Using { users: users.clone(), id }
     }
 }
 
 impl Drop for Using {
     fn drop(&mut self) {
-        users_of(&self.users).1.remove(&self.id);
+        users_of(&self.users).sinks.remove(&self.id);
     }
 }
 
-/// What the Event on every trigger of a connection says when its client
-/// dropped a message.
+/// What the Event on every core trigger of a connection says when its
+/// client dropped a message.
 const SLOW_CONSUMER: &str = "the NATS client dropped a message because a subscription buffer on the \
-     connection this trigger shares was full (the client does not say which subscription); \
-     counted in kubeless_trigger_events_lost_total";
+     connection this trigger shares was full; the client does not say which subscription, so every \
+     core NATS trigger on the connection is told (the count is kubeless_trigger_events_lost_total)";
 
 /// Connections open now (for tests and benchmarks).
 pub async fn connections_open() -> usize {
     CONNECTIONS.lock().await.values().filter(|c| c.live().is_some()).count()
 }
 
-/// The shared connection to `url`, opened on first use, and `sink`'s place
-/// among its users. No retry on the first connection: a failure ends the
+/// The shared connection to `url`, opened on first use, and the registry of
+/// its core consumers. No retry on the first connection: a failure ends the
 /// consumer, and the runtime restarts it with backoff and reports it in the
 /// trigger's status. Subscription buffers follow MAX_IN_FLIGHT; a message
 /// that overflows one is dropped by the client, counted once in
-/// `kubeless_trigger_events_lost_total`, and reported as a Warning Event on
-/// every trigger using the connection (the client does not say which
-/// subscription overflowed).
+/// `kubeless_trigger_events_lost_total`, and reported (at most once a
+/// minute) as a Warning Event on every core trigger using the connection:
+/// the client does not say which subscription overflowed.
 async fn connection(
     url: &str,
     max_in_flight: usize,
     sink: &Sink,
-) -> Result<(Arc<async_nats::Client>, Using), SourceError> {
+) -> Result<(Arc<async_nats::Client>, Users), SourceError> {
     let mut connections = CONNECTIONS.lock().await;
     if let Some(pooled) = connections.get(url)
         && let Some(client) = pooled.live()
     {
-        return Ok((client, Using::join(&pooled.users, sink)));
+        return Ok((client, pooled.users.clone()));
     }
     let metrics = sink.metrics().clone();
     let users = Users::default();
@@ -193,8 +220,7 @@ async fn connection(
                 if let async_nats::Event::SlowConsumer(sid) = event {
                     metrics.lost.inc();
                     warn!(sid, "the NATS client dropped a message: a subscription buffer is full");
-                    let sinks: Vec<Sink> = users_of(&told).1.values().cloned().collect();
-                    for sink in sinks {
+                    for sink in to_tell(&told) {
                         sink.report_possible_loss(SLOW_CONSUMER);
                     }
                 }
@@ -214,9 +240,9 @@ async fn connection(
         }
     });
     connections.retain(|_, c| c.live().is_some());
-    let using = Using::join(&users, sink);
-    connections.insert(url.to_owned(), Pooled { client: Arc::downgrade(&client), driven, users });
-    Ok((client, using))
+    connections
+        .insert(url.to_owned(), Pooled { client: Arc::downgrade(&client), driven, users: users.clone() });
+    Ok((client, users))
 }
 
 /// Core NATS: a queue subscription; at-most-once.
@@ -408,8 +434,13 @@ impl Pending {
         self.sink.settle_in_background(async move {
             if let Err(e) = message.ack_with(kind).await {
                 warn!(error = %e, "acknowledging a JetStream message failed");
-            } else if flush && let Err(e) = message.context.client().flush().await {
-                warn!(error = %e, "flushing a JetStream acknowledgement failed");
+            } else if flush {
+                // Bounded: while the server is unreachable a flush waits for the reconnect.
+                match tokio::time::timeout(FLUSH_TIMEOUT, message.context.client().flush()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %e, "flushing a JetStream acknowledgement failed"),
+                    Err(_) => warn!("a JetStream acknowledgement was not flushed within {FLUSH_TIMEOUT:?}"),
+                }
             }
         });
     }
@@ -630,7 +661,7 @@ mod tests {
         .expect("a Warning Event on the trigger");
         let body = event.into_body().collect_bytes().await.expect("the Event");
         let body = String::from_utf8_lossy(&body);
-        assert!(body.contains("EventsLost") && body.contains("subscription buffer"), "{body}");
+        assert!(body.contains("EventsMayBeLost") && body.contains("subscription buffer"), "{body}");
         assert!(metrics.lost.get() > 0, "the dropped messages are counted");
         shutdown.cancel();
         consumer.await.expect("join").expect("stops cleanly");
