@@ -165,6 +165,14 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
     .map(|key: ConsumerKey| ObjectRef::new(&key.trigger).within(&key.namespace));
     let signalled = CancellationToken::new();
     tokio::spawn(cancel_on_signal(signalled.clone()));
+    {
+        // Not ready from the signal on: Services stop routing to a pod that is leaving.
+        let (health, signalled) = (ctx.health.clone(), signalled.clone());
+        tokio::spawn(async move {
+            signalled.cancelled().await;
+            health.set_ready(false);
+        });
+    }
     let reconciling = controller
         .watches(functions, watcher::Config::default(), mapper)
         .reconcile_on(consumer_changes)
