@@ -351,20 +351,24 @@ struct Session {
 }
 
 /// The client's event loop, polled by its own task: its events arrive on a
-/// channel, which `tokio::select!` may drop a receive of safely.
+/// channel, which `tokio::select!` may drop a receive of safely. The channel
+/// is unbounded so that the loop never waits for the consumer: it keeps
+/// sending PUBACKs and pings while a delivery slot is awaited. What it
+/// holds is bounded by the broker: at most `in_flight` unacknowledged
+/// messages, and a few control packets.
 struct Driver {
-    events: mpsc::Receiver<Result<MqttEvent, ConnectionError>>,
+    events: mpsc::UnboundedReceiver<Result<MqttEvent, ConnectionError>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Driver {
-    fn start(mut eventloop: EventLoop, capacity: usize) -> Driver {
-        let (tx, events) = mpsc::channel(capacity);
+    fn start(mut eventloop: EventLoop) -> Driver {
+        let (tx, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
                 let event = eventloop.poll().await;
                 let failed = event.is_err();
-                if tx.send(event).await.is_err() || failed {
+                if tx.send(event).is_err() || failed {
                     return;
                 }
             }
@@ -382,11 +386,12 @@ impl Drop for Driver {
 impl Session {
     /// One connection: subscribe, deliver, acknowledge, until it ends.
     async fn run(&mut self, settled: &mut mpsc::UnboundedReceiver<Settled>) -> Result<End, SourceError> {
-        let capacity = self.in_flight.saturating_mul(2).saturating_add(16);
+        // Requests are PUBACKs (at most `in_flight` at once) and the subscription.
+        let capacity = self.in_flight.saturating_mul(4).saturating_add(64);
         let options = self.settings.options(&self.client_id, self.in_flight);
         let (client, eventloop) = AsyncClient::new(options, capacity);
         client.try_subscribe(self.filter.clone(), QoS::AtLeastOnce)?;
-        let mut driver = Driver::start(eventloop, capacity);
+        let mut driver = Driver::start(eventloop);
         let mut ledger = Ledger::default();
         let mut resume_at: Option<Instant> = None;
         let mut connected = false;
@@ -397,7 +402,11 @@ impl Session {
                     return Ok(End::Stopped);
                 }
                 Some(outcome) = settled.recv() => {
-                    self.settle(&client, &mut ledger, outcome)?;
+                    if !self.settle(&client, &mut ledger, outcome) {
+                        // The event loop is gone: its error, or the next connection, follows.
+                        warn!(client_id = %self.client_id, "the MQTT connection ended before an acknowledgement; reconnecting");
+                        return Ok(End::Resume(RECONNECT_PAUSE));
+                    }
                     if resume_at.is_none() && ledger.held() {
                         warn!(client_id = %self.client_id, delay = ?self.settings.redelivery_delay,
                             "a delivery failed finally; resuming the session then, for the broker to resend it");
@@ -455,15 +464,17 @@ impl Session {
         self.sink.send(event).await;
     }
 
-    /// Record an outcome and send the PUBACKs it makes possible.
+    /// Record an outcome and send the PUBACKs it makes possible; false when
+    /// the client's event loop is gone (the PUBACKs not sent are resent by
+    /// the broker as messages on the next connection).
     fn settle(
         &mut self,
         client: &AsyncClient,
         ledger: &mut Ledger<Publish>,
         (connection, seq, outcome): Settled,
-    ) -> Result<(), SourceError> {
+    ) -> bool {
         if connection != self.connection {
-            return Ok(());
+            return true;
         }
         let acknowledge = match outcome {
             Outcome::Delivered | Outcome::DeadLettered | Outcome::Received => true,
@@ -472,9 +483,11 @@ impl Session {
         ledger.settle(seq, acknowledge);
         for publish in ledger.ready() {
             self.failures.remove(&message_key(&publish));
-            client.try_ack(&publish)?;
+            if client.try_ack(&publish).is_err() {
+                return false;
+            }
         }
-        Ok(())
+        true
     }
 
     /// Count a final failure of message `seq`; true once it failed on
@@ -505,9 +518,9 @@ impl Session {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => break,
                 Some(outcome) = settled.recv() => {
-                    if let Err(e) = self.settle(client, ledger, outcome) {
-                        warn!(error = %e, "acknowledging while stopping failed");
-                        break;
+                    if !self.settle(client, ledger, outcome) {
+                        warn!(client_id = %self.client_id, "the MQTT connection ended while stopping");
+                        return;
                     }
                 }
                 event = driver.events.recv() => if !matches!(event, Some(Ok(_))) { return },
@@ -840,3 +853,4 @@ mod broker {
         stop(second).await;
     }
 }
+
