@@ -77,6 +77,11 @@ const DISCONNECT_DEADLINE: Duration = Duration::from_secs(2);
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 /// MQTT keep-alive: the broker drops a connection silent for 1.5 times it.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// The largest MQTT packet the consumer takes, announced to the broker (which
+/// then does not send larger ones). rumqttc's own default, 10 KiB, made a
+/// larger message break the connection on every redelivery, stalling the
+/// session behind it. `MAX_IN_FLIGHT` of these fit the controller's memory.
+const MAX_PACKET_BYTES: u32 = 1024 * 1024;
 
 /// Why a consumer cannot start with the configuration it has.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +213,7 @@ impl Settings {
             .set_clean_start(false)
             .set_session_expiry_interval(Some(expiry))
             .set_receive_maximum(Some(receive_maximum))
+            .set_max_packet_size(Some(MAX_PACKET_BYTES))
             .set_manual_acks(true);
         if let Some((user, password)) = &self.credentials {
             options.set_credentials(user.clone(), password.clone());
@@ -774,6 +780,21 @@ mod broker {
             .filter_map(|h| h.get("event-topic")?.to_str().ok().map(str::to_owned))
             .collect();
         assert!(topics.contains(&format!("{topic}/kitchen")), "the event-topic header: {topics:?}");
+        stop(consumer).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs mosquitto: MQTT_URL=mqtt://127.0.0.1:1883 cargo test -- --ignored --test-threads=1"]
+    async fn a_message_larger_than_the_client_default_is_delivered() {
+        let function = LoopbackFunction::start().await;
+        let topic = format!("kubeless-test/{}", event_id());
+        let consumer = start(&topic, &function.url, "a");
+        let mut publisher = Publisher::connect().await;
+        probe(&mut publisher, &topic, &function).await;
+        let large =
+            vec![Bytes::from(format!(r#"{{"id":"{}","pad":"{}"}}"#, event_id(), "x".repeat(200 * 1024)))];
+        publisher.publish(&topic, &large).await;
+        assert_eq!(delivered(&function, &large).await, vec![1], "a 200 KiB message arrives, once");
         stop(consumer).await;
     }
 
