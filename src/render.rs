@@ -335,7 +335,7 @@ mod tests {
             })
             .expect("libtest greps for a sentence");
         assert!(file(&skeleton, "src/event_source.rs").contains(sentence), "{sentence:?}");
-        for source in crate::sources::all().iter().filter(|s| s.manifest.is_some()) {
+        for source in crate::sources::all().iter().filter(|s| s.manifest().is_some()) {
             let spec = crate::sources::preset(source.name).expect("a preset");
             assert!(!file(&spec, "src/event_source.rs").contains(sentence), "{}", source.name);
         }

@@ -136,8 +136,10 @@ pub struct Source {
     pub name: &'static str,
     /// The preset spec's text, if the folder has one.
     pub preset: Option<&'static str>,
-    /// `None` while the folder only has a preset: the source is a skeleton.
-    pub manifest: Option<Manifest>,
+    /// `source.yaml`; `None` while the folder only has a preset: the source
+    /// is a skeleton. Parsed on first use (see [`Source::manifest`]).
+    manifest_text: Option<&'static str>,
+    manifest: OnceLock<Manifest>,
     /// `(path in a generated repository, text)` of the files it adds.
     pub files: Vec<(String, &'static str)>,
     /// `Cargo.lock`: the lock template of its repositories (see `cargo_lock`).
@@ -164,16 +166,6 @@ pub fn presets() -> impl Iterator<Item = (&'static str, &'static str)> {
     all().iter().filter_map(|s| Some((s.name, s.preset?)))
 }
 
-/// The package names of every built-in source's dependencies: a generated
-/// package cannot take one of them.
-pub fn dependency_names() -> impl Iterator<Item = &'static str> {
-    all()
-        .iter()
-        .filter_map(|s| s.manifest.as_ref())
-        .flat_map(|m| m.dependencies.iter())
-        .filter_map(|line| Some(line.split_once('=')?.0.trim()))
-}
-
 /// The preset spec of `name`, if its folder has one.
 pub fn preset(name: &str) -> Option<Spec> {
     let text = find(name)?.preset?;
@@ -184,7 +176,7 @@ pub fn preset(name: &str) -> Option<Spec> {
 /// folder implements the source and the spec did not opt out (`builtIn: false`).
 pub fn built_in(spec: &Spec) -> Option<(&'static Source, &'static Manifest)> {
     let source = find(&spec.source).filter(|_| spec.built_in)?;
-    Some((source, source.manifest.as_ref()?))
+    Some((source, source.manifest()?))
 }
 
 /// Why `spec` cannot have its built-in implementation: fields the source's
@@ -273,14 +265,17 @@ fn declaration_of(ty: &str) -> String {
 fn load(dir: &'static Dir<'static>) -> Option<Source> {
     let name = dir.path().to_str()?;
     let text = |file: &str| dir.get_file(dir.path().join(file)).and_then(|f| f.contents_utf8());
-    let manifest = text("source.yaml").map(|t| {
-        serde_saphyr::from_str(t)
-            .unwrap_or_else(|e| panic!("sources/{name}/source.yaml is not a valid manifest: {e}"))
-    });
     let mut files = Vec::new();
     collect(dir, name, &mut files);
     files.sort();
-    Some(Source { name, preset: text("preset.yaml"), manifest, files, lock: text("Cargo.lock") })
+    Some(Source {
+        name,
+        preset: text("preset.yaml"),
+        manifest_text: text("source.yaml"),
+        manifest: OnceLock::new(),
+        files,
+        lock: text("Cargo.lock"),
+    })
 }
 
 fn collect(dir: &'static Dir<'static>, root: &str, out: &mut Vec<(String, &'static str)>) {
@@ -304,9 +299,19 @@ fn collect(dir: &'static Dir<'static>, root: &str, out: &mut Vec<(String, &'stat
 }
 
 impl Source {
+    /// What the folder adds to a repository, `None` for a skeleton. Parsed on
+    /// first use: a command needs its own source's manifest, not every one.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        let text = self.manifest_text?;
+        Some(self.manifest.get_or_init(|| {
+            serde_saphyr::from_str(text)
+                .unwrap_or_else(|e| panic!("sources/{}/source.yaml is not a valid manifest: {e}", self.name))
+        }))
+    }
+
     /// One line for `kubeless-trigger presets`.
     pub fn summary(&self) -> String {
-        match &self.manifest {
+        match self.manifest() {
             Some(m) => format!("{}; {}", m.summary, m.guarantee),
             None => {
                 "skeleton only: src/event_source.rs is yours to write; at-most-once until it acknowledges"
@@ -339,8 +344,8 @@ mod tests {
                 );
                 assert!(!path.contains(".."), "{path}");
             }
-            assert_eq!(source.manifest.is_some(), !source.files.is_empty(), "{}", source.name);
-            for env in source.manifest.iter().flat_map(|m| &m.env) {
+            assert_eq!(source.manifest().is_some(), !source.files.is_empty(), "{}", source.name);
+            for env in source.manifest().iter().flat_map(|m| &m.env) {
                 assert!(
                     u8::from(env.image) + u8::from(env.secret) + u8::from(!env.value.is_empty()) <= 1,
                     "{}: {} takes one of a value, `image: true` or `secret: true`",

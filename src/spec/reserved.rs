@@ -57,11 +57,13 @@ pub fn is_type_name(name: &str) -> bool {
 pub const CRATE_NAMES: &[&str] = &["alloc", "core", "proc-macro", "std", "test", "build", "crdgen"];
 
 /// Whether `name` (with `-` and `_` alike, as Cargo compares them) is a
-/// crate name the generated repository cannot take.
+/// crate name the generated repository cannot take. Every package of a
+/// `Cargo.lock` template counts, which covers each source's dependencies:
+/// a test in `cargo_lock` proves each template locks what its repositories
+/// declare.
 pub fn is_crate_name(name: &str) -> bool {
     let name = name.replace('_', "-");
     CRATE_NAMES.contains(&name.as_str())
-        || crate::sources::dependency_names().any(|d| d.replace('_', "-") == name)
         || crate::runtime::dependency_names().iter().any(|d| d.replace('_', "-") == name)
         || crate::cargo_lock::package_names().any(|d| d.replace('_', "-") == name)
 }
