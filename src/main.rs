@@ -130,6 +130,13 @@ struct Repo {
 }
 
 fn open(dir: &Path) -> Result<Repo, CliError> {
+    let spec = open_spec(dir)?;
+    let lock = LockState::read(dir)?;
+    Ok(Repo { spec, lock })
+}
+
+/// The repository's spec, or why `dir` is not a repository.
+fn open_spec(dir: &Path) -> Result<spec::Spec, CliError> {
     let path = dir.join(render::SPEC_FILE);
     let not_a_repo = |why: String| {
         CliError::Usage(format!(
@@ -144,9 +151,7 @@ fn open(dir: &Path) -> Result<Repo, CliError> {
         Err(repofile::ReadError::Io { source, .. }) => return Err(not_a_repo(source.to_string())),
         Err(refused) => return Err(refused.into()),
     };
-    let spec = spec::from_text(&text, &path.display().to_string())?;
-    let lock = LockState::read(dir)?;
-    Ok(Repo { spec, lock })
+    Ok(spec::from_text(&text, &path.display().to_string())?)
 }
 
 /// Lock `dir` against concurrent writers (`exclusive`) or only readers.
@@ -162,8 +167,16 @@ fn guard(dir: &Path, exclusive: bool) -> Result<RepoGuard, CliError> {
 
 fn check(dir: &Path, format: Format) -> Result<(), CliError> {
     let _guard = guard(dir, false)?;
-    let repo = open(dir)?;
-    let report = check::check(dir, &repo.spec, &render::render(&repo.spec)?, &repo.lock)?;
+    // Parsing the lock (its merge bases are most of its bytes) and rendering
+    // are independent: on two cores they overlap.
+    let (spec, render, lock) = std::thread::scope(|scope| {
+        let lock = scope.spawn(|| LockState::read(dir));
+        let spec = open_spec(dir)?;
+        let render = render::render(&spec)?;
+        let lock = lock.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        Ok::<_, CliError>((spec, render, lock))
+    })?;
+    let report = check::check(dir, &spec, &render, &lock)?;
     match format {
         Format::Text => emit(&report.text())?,
         Format::Json => emit(&format!("{}\n", report.json()))?,
