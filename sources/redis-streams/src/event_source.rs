@@ -82,6 +82,20 @@ pub enum ConfigError {
     EmptyStream,
 }
 
+/// A Redis command that failed, and what it was for.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct CommandError {
+    what: &'static str,
+    #[source]
+    source: redis::RedisError,
+}
+
+/// The error of a failed command for `what`, for `map_err`.
+fn failed(what: &'static str) -> impl FnOnce(redis::RedisError) -> CommandError {
+    move |source| CommandError { what, source }
+}
+
 /// A reply Redis should not have sent.
 #[derive(Debug, thiserror::Error)]
 #[error("unexpected reply to {command}: {reply}")]
@@ -351,13 +365,15 @@ async fn consume_with(
         .get_multiplexed_async_connection_with_config(
             &config.clone().set_response_timeout(Some(RESPONSE_TIMEOUT)),
         )
-        .await?;
+        .await
+        .map_err(failed("connecting to Redis"))?;
     // Its own connection: the blocking read waits there for up to MAX_BLOCK.
     let reader = client
         .get_multiplexed_async_connection_with_config(
             &config.set_response_timeout(Some(MAX_BLOCK + RESPONSE_TIMEOUT)),
         )
-        .await?;
+        .await
+        .map_err(failed("connecting to Redis (the reading connection)"))?;
     let stream = ctx.spec.stream.clone();
     let in_flight = in_flight_of(&stream, &ctx.group, &settings.consumer);
     let mut consumer = Consumer {
@@ -400,7 +416,7 @@ enum Next {
 impl Consumer {
     /// `XGROUP CREATE <stream> <group> $ MKSTREAM`; an existing group is
     /// used as it is (wherever it starts).
-    async fn create_group(&mut self) -> Result<(), redis::RedisError> {
+    async fn create_group(&mut self) -> Result<(), CommandError> {
         let created: Result<Value, _> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.stream)
@@ -415,7 +431,7 @@ impl Consumer {
                 Ok(())
             }
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(failed("creating the consumer group (XGROUP CREATE)")(e)),
         }
     }
 
@@ -470,7 +486,13 @@ impl Consumer {
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1));
         }
-        let reply: Value = cmd.arg("STREAMS").arg(&self.stream).arg(id).query_async(reader).await?;
+        let reply: Value = cmd
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(id)
+            .query_async(reader)
+            .await
+            .map_err(failed("reading the stream (XREADGROUP)"))?;
         Ok(read_reply(&reply)?)
     }
 
@@ -489,7 +511,8 @@ impl Consumer {
                 .arg(&ids)
                 .arg("JUSTID")
                 .query_async(&mut self.control)
-                .await?;
+                .await
+                .map_err(failed("marking entries in progress (XCLAIM)"))?;
         }
         let idle = u64::try_from(self.settings.claim_idle.as_millis()).unwrap_or(u64::MAX);
         let mut cursor = "0-0".to_owned();
@@ -503,7 +526,8 @@ impl Consumer {
                 .arg("COUNT")
                 .arg(self.count)
                 .query_async(&mut self.control)
-                .await?;
+                .await
+                .map_err(failed("claiming idle entries (XAUTOCLAIM)"))?;
             let claimed = claim_reply(&reply)?;
             if claimed.deleted > 0 {
                 self.sink.lost(
@@ -561,13 +585,14 @@ impl Consumer {
         Ok(Next::Continue)
     }
 
-    async fn ack(&mut self, id: &str) -> Result<(), redis::RedisError> {
+    async fn ack(&mut self, id: &str) -> Result<(), CommandError> {
         let _: Value = redis::cmd("XACK")
             .arg(&self.stream)
             .arg(&self.group)
             .arg(id)
             .query_async(&mut self.control)
-            .await?;
+            .await
+            .map_err(failed("acknowledging an entry (XACK)"))?;
         Ok(())
     }
 }
@@ -614,7 +639,8 @@ impl Pending {
                 .arg(&self.id)
                 .arg(1)
                 .query_async(&mut self.control)
-                .await?;
+                .await
+                .map_err(failed("looking up an entry's deliveries (XPENDING)"))?;
             match deliveries_reply(&reply)? {
                 Some(n) if n >= self.max_deliver => {
                     self.sink.lost(1, "delivery failed on MAX_DELIVER deliveries");
@@ -632,7 +658,8 @@ impl Pending {
             .arg(&self.group)
             .arg(&self.id)
             .query_async(&mut self.control)
-            .await?;
+            .await
+            .map_err(failed("acknowledging an entry (XACK)"))?;
         Ok(())
     }
 }
