@@ -389,7 +389,54 @@ async fn consume_with(
     consumer.create_group().await?;
     info!(stream = %consumer.stream, group = %consumer.group, consumer = %consumer.settings.consumer,
         "consuming (Redis Streams consumer group, at-least-once)");
+    // Its own task: the consumer may wait long for a delivery slot.
+    let _progress = AbortOnDrop(tokio::spawn(mark_in_progress(
+        consumer.control.clone(),
+        [consumer.stream.clone(), consumer.group.clone(), consumer.settings.consumer.clone()],
+        consumer.in_flight.clone(),
+        consumer.settings.claim_interval(),
+    )));
     consumer.run(reader).await
+}
+
+/// A task that ends with the run that started it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every `interval`, reset the idle time of the entries in flight (`XCLAIM
+/// <stream> <group> <consumer> 0 <ids> JUSTID`: the delivery count stays),
+/// so that no consumer claims an entry while its delivery goes on. A failure
+/// is only logged: the consumer's own commands fail on the same connection.
+async fn mark_in_progress(
+    mut control: MultiplexedConnection,
+    [stream, group, consumer]: [String; 3],
+    in_flight: InFlight,
+    interval: Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let ids: Vec<String> = lock(&in_flight).iter().cloned().collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let marked: Result<Value, _> = redis::cmd("XCLAIM")
+            .arg(&stream)
+            .arg(&group)
+            .arg(&consumer)
+            .arg(0)
+            .arg(&ids)
+            .arg("JUSTID")
+            .query_async(&mut control)
+            .await;
+        if let Err(e) = marked {
+            warn!(%stream, %group, error = %e, "marking entries in progress (XCLAIM) failed");
+        }
+    }
 }
 
 /// One consumer of a group, for one run.
@@ -496,24 +543,9 @@ impl Consumer {
         Ok(read_reply(&reply)?)
     }
 
-    /// Mark the entries in flight in progress, then claim those idle for
-    /// `CLAIM_IDLE_SECONDS` (this consumer's failed ones, a gone one's) and
-    /// hand them over.
+    /// Claim the entries idle for `CLAIM_IDLE_SECONDS` (this consumer's
+    /// failed ones, a gone one's) and hand them over.
     async fn claim(&mut self) -> Result<Next, SourceError> {
-        let ids: Vec<String> = lock(&self.in_flight).iter().cloned().collect();
-        if !ids.is_empty() {
-            // JUSTID: the idle time starts over, the delivery count stays.
-            let _: Value = redis::cmd("XCLAIM")
-                .arg(&self.stream)
-                .arg(&self.group)
-                .arg(&self.settings.consumer)
-                .arg(0)
-                .arg(&ids)
-                .arg("JUSTID")
-                .query_async(&mut self.control)
-                .await
-                .map_err(failed("marking entries in progress (XCLAIM)"))?;
-        }
         let idle = u64::try_from(self.settings.claim_idle.as_millis()).unwrap_or(u64::MAX);
         let mut cursor = "0-0".to_owned();
         loop {
@@ -786,6 +818,23 @@ mod server {
     /// A consumer (one replica's) of `stream` delivering to `url` without
     /// retries; returns it and the metrics its sink counts in.
     fn start(stream: &str, url: &str, consumer: &str, max_deliver: u64) -> (Running, Metrics) {
+        start_with(
+            stream,
+            url,
+            consumer,
+            max_deliver,
+            RetryPolicy { max_retries: 0, ..RetryPolicy::default() },
+        )
+    }
+
+    /// [`start`] with the retries given.
+    fn start_with(
+        stream: &str,
+        url: &str,
+        consumer: &str,
+        max_deliver: u64,
+        retry: RetryPolicy,
+    ) -> (Running, Metrics) {
         let mut settings = Settings::from_env().expect("REDIS_URL");
         settings.consumer = consumer.to_owned();
         settings.claim_idle = Duration::from_secs(1);
@@ -802,7 +851,6 @@ mod server {
             max_in_flight: 4,
             client: crate::testkit::offline_client(),
         };
-        let retry = RetryPolicy { max_retries: 0, ..RetryPolicy::default() };
         let options = SinkOptions { max_in_flight: 4, retry, ..SinkOptions::default() };
         let metrics = Metrics::new();
         let sink =
@@ -1034,6 +1082,34 @@ mod server {
         };
         assert!(counts.iter().all(|(a, b)| a + b == 1), "each entry delivered once overall: {counts:?}");
         assert!(counts.iter().any(|(a, _)| *a == 1) && counts.iter().any(|(_, b)| *b == 1), "both took some");
+        stop(first).await;
+        stop(second).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server: REDIS_URL=redis://127.0.0.1:6379 cargo test -- --ignored --test-threads=1"]
+    async fn a_delivery_longer_than_the_idle_time_is_not_taken_over() {
+        let (slow, other) = (LoopbackFunction::start().await, LoopbackFunction::start().await);
+        let stream = stream_name();
+        // Six retries 300 to 600 ms apart: 1.8 to 3.6 s, more than the idle time of 1 s.
+        let retry = RetryPolicy {
+            max_retries: 6,
+            base: Duration::from_millis(600),
+            max: Duration::from_millis(600),
+            ..RetryPolicy::default()
+        };
+        let (first, _) = start_with(&stream, &slow.url, "replica-1", 10, retry);
+        let mut con = connection().await;
+        group_ready(&mut con, &stream).await;
+        slow.set(Behaviour::FailTimes(6));
+        let sent = bodies(1);
+        add(&mut con, &stream, &sent).await;
+        until("the slow delivery started", async || slow.requests() >= 1).await;
+        // Another replica, claiming what is idle for 1 s, while the delivery goes on.
+        let (second, _) = start(&stream, &other.url, "replica-2", 10);
+        assert_eq!(delivered(&slow, &sent).await, vec![1], "the slow delivery ended");
+        until("it is acknowledged", async || pending(&mut con, &stream).await == 0).await;
+        assert_eq!(other.requests(), 0, "the other replica never took it");
         stop(first).await;
         stop(second).await;
     }
