@@ -584,6 +584,7 @@ impl Consumer {
     /// `Stop` once the consumer was stopped while waiting for a slot (the
     /// entries not handed over stay pending, for the next run or a claim).
     async fn hand_over(&mut self, entries: Vec<Entry>) -> Result<Next, SourceError> {
+        let mut mine = Vec::with_capacity(entries.len());
         for entry in entries {
             let Some(fields) = entry.fields else {
                 // Deleted while pending: nothing is left to deliver.
@@ -591,24 +592,28 @@ impl Consumer {
                 self.ack(&entry.id).await?;
                 continue;
             };
-            if !lock(&self.in_flight).insert(entry.id.clone()) {
-                continue;
+            // In flight from now on, so marked in progress while it waits for a slot too.
+            if lock(&self.in_flight).insert(entry.id.clone()) {
+                let pending = Pending {
+                    id: entry.id,
+                    stream: self.stream.clone(),
+                    group: self.group.clone(),
+                    max_deliver: self.settings.max_deliver,
+                    control: self.control.clone(),
+                    sink: self.sink.clone(),
+                    in_flight: self.in_flight.clone(),
+                };
+                mine.push((pending, body(&fields)));
             }
-            let pending = Pending {
-                id: entry.id.clone(),
-                stream: self.stream.clone(),
-                group: self.group.clone(),
-                max_deliver: self.settings.max_deliver,
-                control: self.control.clone(),
-                sink: self.sink.clone(),
-                in_flight: self.in_flight.clone(),
-            };
-            let event = Event::new(body(&fields))
-                .with_id(entry.id)
+        }
+        for (pending, body) in mine {
+            let event = Event::new(body)
+                .with_id(pending.id.clone())
                 .with_topic(self.stream.clone())
                 .with_ack(move |outcome| pending.settle(outcome));
-            // A stopped consumer drops the event, its `Pending` with it: the
-            // entry stays pending, delivered by the next run or a claim.
+            // A stopped consumer drops the events not handed over, their
+            // `Pending`s with them: the entries stay pending, for the next
+            // run or a claim.
             tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(Next::Stop),
                 () = self.sink.send(event) => {}
