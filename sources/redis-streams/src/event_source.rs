@@ -76,6 +76,8 @@ pub enum ConfigError {
     Url { url: String, reason: String },
     #[error("REDIS_URL `{0}`: TLS (rediss://) is not supported yet; use redis://")]
     Tls(String),
+    #[error("{key} `{value}`: expected a whole number from 1 to {max}")]
+    Number { key: &'static str, value: String, max: u64 },
     #[error("REDIS_USERNAME is set but REDIS_PASSWORD is not")]
     UserWithoutPassword,
     #[error("the trigger's `stream` is empty")]
@@ -104,14 +106,34 @@ pub struct ReplyError {
     reply: String,
 }
 
+/// How much of an unexpected reply an error quotes: replies carry entries,
+/// and entries may be large or private.
+const REPLY_QUOTED: usize = 200;
+
 impl ReplyError {
     fn new(command: &'static str, reply: &Value) -> ReplyError {
-        ReplyError { command, reply: format!("{reply:?}") }
+        let mut reply = format!("{reply:?}");
+        if let Some((cut, _)) = reply.char_indices().nth(REPLY_QUOTED) {
+            reply.truncate(cut);
+            reply.push_str("...");
+        }
+        ReplyError { command, reply }
+    }
+}
+
+/// `url` with its user and password, if any, replaced by `***`: errors end
+/// up in logs, Events and the trigger's status.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(at)) if at > scheme.len() + 3 => {
+            format!("{scheme}://***{}", &rest[at - scheme.len() - 3..])
+        }
+        _ => url.to_owned(),
     }
 }
 
 /// The consumer's settings, from the environment.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Settings {
     url: String,
     username: Option<String>,
@@ -119,6 +141,34 @@ struct Settings {
     consumer: String,
     claim_idle: Duration,
     max_deliver: u64,
+}
+
+/// Without the password: a settings dump must not leak it.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &redacted(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("consumer", &self.consumer)
+            .field("claim_idle", &self.claim_idle)
+            .field("max_deliver", &self.max_deliver)
+            .finish()
+    }
+}
+
+/// The longest `CLAIM_IDLE_SECONDS`.
+const DAY: u64 = 86_400;
+
+/// A whole number from 1 to `max` in `key`, or `default` when it is unset.
+fn number(key: &'static str, default: u64, max: u64) -> Result<u64, ConfigError> {
+    match env(key) {
+        None => Ok(default),
+        Some(value) => match value.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError::Number { key, value, max }),
+        },
+    }
 }
 
 fn env(key: &str) -> Option<String> {
@@ -150,14 +200,8 @@ impl Settings {
             username,
             password,
             consumer: consumer_name(),
-            claim_idle: env("CLAIM_IDLE_SECONDS")
-                .and_then(|s| s.parse().ok())
-                .filter(|n| *n > 0)
-                .map_or(DEFAULT_CLAIM_IDLE, Duration::from_secs),
-            max_deliver: env("MAX_DELIVER")
-                .and_then(|s| s.parse().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(DEFAULT_MAX_DELIVER),
+            claim_idle: Duration::from_secs(number("CLAIM_IDLE_SECONDS", DEFAULT_CLAIM_IDLE.as_secs(), DAY)?),
+            max_deliver: number("MAX_DELIVER", DEFAULT_MAX_DELIVER, u64::from(u32::MAX))?,
         };
         settings.client()?;
         Ok(settings)
@@ -167,13 +211,13 @@ impl Settings {
     fn client(&self) -> Result<Client, ConfigError> {
         let url = self.url.trim();
         if url.starts_with("rediss://") || url.starts_with("valkeys://") {
-            return Err(ConfigError::Tls(url.to_owned()));
+            return Err(ConfigError::Tls(redacted(url)));
         }
         if !url.starts_with("redis://") {
             let reason = "expected redis://host[:port][/db]".to_owned();
-            return Err(ConfigError::Url { url: url.to_owned(), reason });
+            return Err(ConfigError::Url { url: redacted(url), reason });
         }
-        let bad = |e: redis::RedisError| ConfigError::Url { url: url.to_owned(), reason: e.to_string() };
+        let bad = |e: redis::RedisError| ConfigError::Url { url: redacted(url), reason: e.to_string() };
         let mut info = url.into_connection_info().map_err(bad)?;
         let mut redis = info.redis_settings().clone();
         if let Some(username) = &self.username {
@@ -335,6 +379,23 @@ fn in_flight_of(stream: &str, group: &str, consumer: &str) -> InFlight {
     all.entry((stream.to_owned(), group.to_owned(), consumer.to_owned())).or_default().clone()
 }
 
+/// The id of the newest entry each consumer of this process read (`>`): if
+/// its group disappears (deleted, or Redis restarted without its data), the
+/// group is created again after it rather than at the end of the stream, so
+/// entries added meanwhile are not skipped.
+fn last_read(id: &ConsumerId) -> Option<String> {
+    lock(last_reads()).get(id).cloned()
+}
+
+fn remember_read(id: &ConsumerId, entry: &str) {
+    lock(last_reads()).insert(id.clone(), entry.to_owned());
+}
+
+fn last_reads() -> &'static Mutex<HashMap<ConsumerId, String>> {
+    static ALL: OnceLock<Mutex<HashMap<ConsumerId, String>>> = OnceLock::new();
+    ALL.get_or_init(Default::default)
+}
+
 /// A poisoned lock still holds a consistent set: use it.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -461,20 +522,31 @@ enum Next {
 }
 
 impl Consumer {
-    /// `XGROUP CREATE <stream> <group> $ MKSTREAM`; an existing group is
+    fn id(&self) -> ConsumerId {
+        (self.stream.clone(), self.group.clone(), self.settings.consumer.clone())
+    }
+
+    /// `XGROUP CREATE <stream> <group> $ MKSTREAM`, or after the last entry
+    /// this process read when the group disappeared; an existing group is
     /// used as it is (wherever it starts).
     async fn create_group(&mut self) -> Result<(), CommandError> {
+        let after = last_read(&self.id());
         let created: Result<Value, _> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.stream)
             .arg(&self.group)
-            .arg("$")
+            .arg(after.as_deref().unwrap_or("$"))
             .arg("MKSTREAM")
             .query_async(&mut self.control)
             .await;
         match created {
             Ok(_) => {
-                info!(stream = %self.stream, group = %self.group, "created the consumer group at the end of the stream");
+                match after {
+                    None => info!(stream = %self.stream, group = %self.group,
+                        "created the consumer group at the end of the stream"),
+                    Some(after) => warn!(stream = %self.stream, group = %self.group, %after,
+                        "the consumer group had disappeared: created it again after the last entry read"),
+                }
                 Ok(())
             }
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
@@ -514,6 +586,9 @@ impl Consumer {
                 .saturating_duration_since(Instant::now())
                 .clamp(Duration::from_millis(10), MAX_BLOCK);
             let entries = self.read(&mut reader, ">", Some(block)).await?;
+            if let Some(last) = entries.last() {
+                remember_read(&self.id(), &last.id);
+            }
             if self.hand_over(entries).await? == Next::Stop {
                 return Ok(());
             }
@@ -587,9 +662,10 @@ impl Consumer {
         let mut mine = Vec::with_capacity(entries.len());
         for entry in entries {
             let Some(fields) = entry.fields else {
-                // Deleted while pending: nothing is left to deliver.
-                self.sink.lost(1, "deleted from the stream while pending");
+                // Deleted while pending: nothing is left to deliver. Counted
+                // once acknowledged, so that a failed XACK does not count it twice.
                 self.ack(&entry.id).await?;
+                self.sink.lost(1, "deleted from the stream while pending");
                 continue;
             };
             // In flight from now on, so marked in progress while it waits for a slot too.
@@ -680,7 +756,9 @@ impl Pending {
                 .map_err(failed("looking up an entry's deliveries (XPENDING)"))?;
             match deliveries_reply(&reply)? {
                 Some(n) if n >= self.max_deliver => {
+                    self.ack().await?;
                     self.sink.lost(1, "delivery failed on MAX_DELIVER deliveries");
+                    return Ok(());
                 }
                 Some(n) => {
                     debug!(stream = %self.stream, id = %self.id, deliveries = n,
@@ -690,6 +768,10 @@ impl Pending {
                 None => return Ok(()),
             }
         }
+        self.ack().await
+    }
+
+    async fn ack(&mut self) -> Result<(), SourceError> {
         let _: Value = redis::cmd("XACK")
             .arg(&self.stream)
             .arg(&self.group)
@@ -733,6 +815,26 @@ mod tests {
         for url in ["http://x:6379", "x:6379", "redis://x:port"] {
             assert!(matches!(settings(url).client(), Err(ConfigError::Url { .. })), "{url}");
         }
+    }
+
+    #[test]
+    fn errors_never_quote_a_password() {
+        assert_eq!(redacted("redis://user:secret@host:6379/1"), "redis://***@host:6379/1");
+        assert_eq!(redacted("redis://:p@ss@host"), "redis://***@host");
+        assert_eq!(redacted("redis://host:6379"), "redis://host:6379");
+        let error = settings("rediss://default:secret@host:6380").client().expect_err("TLS");
+        assert!(!error.to_string().contains("secret"), "{error}");
+        let error = settings("http://u:secret@x").client().expect_err("a bad scheme");
+        assert!(!error.to_string().contains("secret"), "{error}");
+        let mut with_password = settings("redis://x");
+        with_password.password = Some("secret".into());
+        assert!(!format!("{with_password:?}").contains("secret"));
+    }
+
+    #[test]
+    fn a_long_unexpected_reply_is_quoted_in_part() {
+        let error = ReplyError::new("XREADGROUP", &bulk(&"x".repeat(10_000)));
+        assert!(error.to_string().len() < REPLY_QUOTED + 100, "{error}");
     }
 
     #[test]
@@ -1142,6 +1244,36 @@ mod server {
         let counts = delivered(&function, &all).await;
         assert!(counts.iter().all(|n| *n >= 1), "nothing lost across the restart: {counts:?}");
         until("every entry is acknowledged", async || pending(&mut con, &stream).await == 0).await;
+        assert_eq!(metrics.lost.get(), 0);
+        stop(consumer).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server: REDIS_URL=redis://127.0.0.1:6379 cargo test -- --ignored --test-threads=1"]
+    async fn entries_added_while_the_group_is_gone_are_delivered_once_it_is_back() {
+        let function = LoopbackFunction::start().await;
+        let stream = stream_name();
+        let (consumer, _) = start(&stream, &function.url, "a", 10);
+        let mut con = connection().await;
+        group_ready(&mut con, &stream).await;
+        let before = bodies(3);
+        add(&mut con, &stream, &before).await;
+        delivered(&function, &before).await;
+        stop(consumer).await;
+        // The group deleted (or lost in a restart without persistence), then
+        // entries added before the consumer runs again.
+        let _: Value = redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(&stream)
+            .arg("default.orders.hello")
+            .query_async(&mut con)
+            .await
+            .expect("XGROUP DESTROY");
+        let meanwhile: Vec<Bytes> = (0..5).map(|i| Bytes::from(format!("meanwhile-{i}"))).collect();
+        add(&mut con, &stream, &meanwhile).await;
+        let (consumer, metrics) = start(&stream, &function.url, "a", 10);
+        let counts = delivered(&function, &meanwhile).await;
+        assert!(counts.iter().all(|n| *n >= 1), "entries added while the group was gone: {counts:?}");
         assert_eq!(metrics.lost.get(), 0);
         stop(consumer).await;
     }
