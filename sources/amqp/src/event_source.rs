@@ -1,3 +1,4 @@
+// {{ scaffolded }}
 //! The AMQP 0-9-1 (RabbitMQ) event source: one queue per (trigger,
 //! function), bound to the trigger's `exchange` with its `routingKey`,
 //! consumed with manual acknowledgements.
