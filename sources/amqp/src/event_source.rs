@@ -266,7 +266,7 @@ struct Consumer {
     sink: Sink,
     shutdown: CancellationToken,
     /// Final failures per message, for `MAX_DELIVER` on queues that do not
-    /// count deliveries (classic ones).
+    /// count deliveries (classic ones); gone when the consumer restarts.
     failures: Arc<Mutex<HashMap<u64, u32>>>,
 }
 
@@ -931,5 +931,350 @@ mod broker {
         assert_eq!(delivered(&function, &sent).await, vec![1, 1, 1], "bound to the exchange by the trigger");
         stop(consumer).await;
         assert_eq!(client.queue(&existing).await, Some((0, 0)));
+    }
+}
+
+/// `make test-faults`: the real consumer and delivery runtime against a real
+/// RabbitMQ node (started here, on free ports, as the caller; its scripts
+/// from the directory `RABBITMQ_BIN`, else Debian's /usr/lib/rabbitmq/bin), with faults
+/// injected. Prints what became of every event and fails if one the broker
+/// confirmed and routed was never delivered.
+#[cfg(test)]
+mod faults {
+    use super::*;
+    use std::net::TcpStream;
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+
+    use bytes::Bytes;
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::{BasicProperties, Confirmation};
+    use tokio::time::Instant;
+
+    use crate::apis::TEST_SPEC_JSON;
+    use crate::consumers::{ConsumerKey, Consumers, Desired, Runtime};
+    use crate::delivery::{DeliveryMode, RetryPolicy};
+    use crate::invoker::{Invoker, event_id};
+    use crate::metrics::Metrics;
+    use crate::testkit::{Behaviour, LoopbackFunction, Tally, table};
+
+    /// A RabbitMQ node of its own, whose queues survive its restarts.
+    struct Rabbit {
+        port: u16,
+        node: String,
+        dir: PathBuf,
+        child: Option<Child>,
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+    }
+
+    impl Rabbit {
+        fn start() -> Rabbit {
+            let port = free_port();
+            let dir =
+                std::env::temp_dir().join(format!("kubeless-amqp-faults-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a scratch directory");
+            std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("the plugins file");
+            std::fs::write(dir.join("rabbitmq.conf"), "").expect("the configuration");
+            let node = format!("kt-faults-{}-{port}@localhost", std::process::id());
+            let mut broker = Rabbit { port, node, dir, child: None };
+            broker.up();
+            broker
+        }
+
+        fn url(&self) -> String {
+            format!("amqp://127.0.0.1:{}/%2f", self.port)
+        }
+
+        fn bin(name: &str) -> String {
+            let dir = std::env::var("RABBITMQ_BIN").unwrap_or_else(|_| "/usr/lib/rabbitmq/bin".to_owned());
+            format!("{dir}/{name}")
+        }
+
+        fn command(&self, name: &str) -> Command {
+            let mut command = Command::new(Self::bin(name));
+            command
+                .env("HOME", &self.dir)
+                .env("RABBITMQ_NODENAME", &self.node)
+                .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+                .env("RABBITMQ_NODE_PORT", self.port.to_string())
+                .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
+                .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
+                .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.dir.join("enabled_plugins"))
+                .env("RABBITMQ_CONFIG_FILE", self.dir.join("rabbitmq"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            command
+        }
+
+        fn up(&mut self) {
+            // A distribution port of its own each time: the last one may linger.
+            let mut command = self.command("rabbitmq-server");
+            command.env("RABBITMQ_DIST_PORT", free_port().to_string());
+            let child = command.spawn().expect("rabbitmq-server (Debian: apt-get install rabbitmq-server)");
+            self.child = Some(child);
+            for _ in 0..600 {
+                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("RabbitMQ did not listen on {}", self.port);
+        }
+
+        /// Stop the node cleanly (`rabbitmqctl stop`): durable queues and
+        /// persistent messages are on disk.
+        fn down(&mut self) {
+            let _ = self.command("rabbitmqctl").arg("-n").arg(&self.node).arg("stop").status();
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    impl Drop for Rabbit {
+        fn drop(&mut self) {
+            self.down();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Publish persistent `bodies`, mandatory, on a connection of its own;
+    /// returns those the broker confirmed and routed to a queue (the only
+    /// ones it promised to keep). A broker that is down confirms none.
+    async fn publish(url: &str, exchange: &str, bodies: Vec<Bytes>) -> Vec<Bytes> {
+        let Ok(uri) = broker_uri(url) else { return Vec::new() };
+        let Ok(connection) = Connection::connect_uri(uri, ConnectionProperties::default()).await else {
+            return Vec::new();
+        };
+        let mut routed = Vec::new();
+        if let Ok(channel) = connection.create_channel().await
+            && channel.confirm_select(ConfirmSelectOptions::default()).await.is_ok()
+        {
+            let options = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+            let mut confirms = Vec::new();
+            for body in bodies {
+                let properties = BasicProperties::default().with_delivery_mode(2);
+                match channel
+                    .basic_publish(exchange.into(), "orders".into(), options, &body, properties)
+                    .await
+                {
+                    Ok(confirm) => confirms.push((body, confirm)),
+                    Err(_) => break,
+                }
+            }
+            for (body, confirm) in confirms {
+                if matches!(confirm.await, Ok(Confirmation::Ack(None))) {
+                    routed.push(body);
+                }
+            }
+        }
+        let _ = connection.close(200, "done".into()).await;
+        routed
+    }
+
+    /// The consumers of `queue`, or none when the broker cannot say.
+    async fn consumers_of(url: &str, queue: &str) -> u32 {
+        let Ok(uri) = broker_uri(url) else { return 0 };
+        let Ok(connection) = Connection::connect_uri(uri, ConnectionProperties::default()).await else {
+            return 0;
+        };
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let mut count = 0;
+        if let Ok(channel) = connection.create_channel().await
+            && let Ok(queue) = channel.queue_declare(queue.into(), passive, FieldTable::default()).await
+        {
+            count = queue.consumer_count();
+        }
+        let _ = connection.close(200, "done".into()).await;
+        count
+    }
+
+    /// One scenario's world: a function, the runtime's consumers, an exchange.
+    struct Rig<'a> {
+        scenario: &'static str,
+        broker: &'a mut Rabbit,
+        function: LoopbackFunction,
+        metrics: Metrics,
+        consumers: Consumers,
+        spec: TriggerSpec,
+        desired: Desired,
+        queue: String,
+        published: Vec<Bytes>,
+    }
+
+    impl<'a> Rig<'a> {
+        async fn new(scenario: &'static str, trigger: &str, broker: &'a mut Rabbit) -> Rig<'a> {
+            // SAFETY: the fault suite runs alone (`--test-threads=1`); nothing
+            // else reads the environment while it is written.
+            unsafe {
+                std::env::set_var("AMQP_URL", broker.url());
+                std::env::set_var("REDELIVERY_DELAY_SECONDS", "1");
+            }
+            let mut spec: TriggerSpec = serde_json::from_str(TEST_SPEC_JSON).expect("a valid test spec");
+            spec.exchange = format!("faults-{}", event_id());
+            spec.routing_key = "#".to_owned();
+            spec.queue = None;
+            let function = LoopbackFunction::start().await;
+            let metrics = Metrics::new();
+            let consumers = consumers(&metrics);
+            let key = ConsumerKey {
+                namespace: "default".into(),
+                trigger: trigger.into(),
+                function: "hello".into(),
+            };
+            let queue = queue_name(&key.group(), &spec.exchange, &spec.routing_key);
+            let desired = Desired {
+                key,
+                url: function.url.clone(),
+                timeout: Duration::from_secs(1),
+                retry: RetryPolicy {
+                    max_retries: 2,
+                    base: Duration::from_millis(50),
+                    max: Duration::from_millis(200),
+                    ..RetryPolicy::default()
+                },
+                dead_letter: None,
+                delivery: DeliveryMode::AtLeastOnce,
+                trigger: Default::default(),
+            };
+            let rig = Rig {
+                scenario,
+                broker,
+                function,
+                metrics,
+                consumers,
+                spec,
+                desired,
+                queue,
+                published: Vec::new(),
+            };
+            rig.start().await;
+            rig
+        }
+
+        /// Run the consumer and wait until it consumes its queue.
+        async fn start(&self) {
+            let trigger = self.desired.key.trigger.clone();
+            self.consumers.sync("default", &trigger, &self.spec, vec![self.desired.clone()]).await;
+            self.consuming().await;
+        }
+
+        /// Wait until the queue has a consumer (a restarted one, after a broker restart).
+        async fn consuming(&self) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while consumers_of(&self.broker.url(), &self.queue).await == 0 {
+                assert!(Instant::now() < deadline, "{}: the consumer never consumed", self.scenario);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        /// Publish `n` events; only those the broker confirmed and routed count.
+        async fn publish(&mut self, n: usize) {
+            let bodies = (0..n).map(|_| Bytes::from(format!("{}-{}", self.scenario, event_id()))).collect();
+            let routed = publish(&self.broker.url(), &self.spec.exchange, bodies).await;
+            self.published.extend(routed);
+        }
+
+        async fn settle(&self, within: Duration) {
+            let deadline = Instant::now() + within;
+            while Instant::now() < deadline && self.tally().missing > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+
+        fn tally(&self) -> Tally {
+            let mut tally = Tally::of(self.scenario, "quorum queue", &self.published, &self.function);
+            tally.dead_lettered = self.metrics.dead_lettered.get();
+            tally.failed = self.metrics.failed.get();
+            tally.lost = self.metrics.lost.get();
+            tally
+        }
+
+        async fn finish(self) -> Tally {
+            self.settle(Duration::from_secs(60)).await;
+            self.consumers.stop_all(Duration::from_secs(2)).await;
+            self.tally()
+        }
+    }
+
+    fn consumers(metrics: &Metrics) -> Consumers {
+        Consumers::new(Runtime {
+            source: Arc::new(|ctx, sink, stop| Box::pin(super::consume(ctx, sink, stop))),
+            restart: RetryPolicy {
+                max_retries: 0,
+                base: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+                ..RetryPolicy::default()
+            },
+            changes: None,
+            invoker: Invoker::new(Duration::from_secs(1)),
+            max_in_flight: 8,
+            drain_grace: Duration::from_secs(2),
+            metrics: metrics.clone(),
+            recorder: None,
+            client: crate::testkit::offline_client(),
+        })
+    }
+
+    async fn broker_restarted_mid_stream(broker: &mut Rabbit) -> Tally {
+        let mut rig = Rig::new("broker restarted mid-stream", "restart", broker).await;
+        rig.function.set(Behaviour::Hang);
+        rig.publish(100).await;
+        // Deliveries hang: most of the 100 wait in the queue, unacknowledged, when the broker stops.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rig.broker.down();
+        rig.function.set(Behaviour::Answer);
+        rig.publish(10).await; // refused while the broker is down: not counted
+        rig.broker.up();
+        // The consumer failed with the connection; the runtime restarts it.
+        rig.consuming().await;
+        rig.publish(100).await;
+        rig.finish().await
+    }
+
+    async fn function_failing_then_recovering(broker: &mut Rabbit) -> Tally {
+        let mut rig = Rig::new("function failing, then recovering", "failing", broker).await;
+        rig.function.set(Behaviour::Fail);
+        rig.publish(50).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rig.function.set(Behaviour::Answer);
+        rig.publish(50).await;
+        rig.finish().await
+    }
+
+    async fn shutdown_under_load(broker: &mut Rabbit) -> Tally {
+        let mut rig = Rig::new("SIGTERM (drain) under load", "drain", broker).await;
+        rig.function.set(Behaviour::Hang);
+        rig.publish(100).await;
+        // What the controller does on SIGTERM, with deliveries hanging.
+        rig.consumers.stop_all(Duration::from_millis(500)).await;
+        rig.function.set(Behaviour::Answer);
+        rig.publish(20).await;
+        // The next controller consumes the same durable queue: what was
+        // unacknowledged or published meanwhile comes to it.
+        rig.consumers = consumers(&rig.metrics);
+        rig.start().await;
+        rig.finish().await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "starts a RabbitMQ node: make test-faults"]
+    async fn fault_suite() {
+        let mut broker = Rabbit::start();
+        let rows = vec![
+            broker_restarted_mid_stream(&mut broker).await,
+            function_failing_then_recovering(&mut broker).await,
+            shutdown_under_load(&mut broker).await,
+        ];
+        println!("{}", table(&rows));
+        for row in &rows {
+            assert!(row.published > 0, "the broker took nothing: {row:?}");
+            assert_eq!(row.missing, 0, "at-least-once lost events: {row:?}");
+            assert_eq!(row.lost, 0, "nothing given up: {row:?}");
+        }
     }
 }
