@@ -326,7 +326,7 @@ mod tests {
         let file = |spec: &Spec, path: &str| {
             render(spec).expect("renders").get(path).unwrap_or_else(|| panic!("{path}")).content.clone()
         };
-        let skeleton = Spec::empty("amqp");
+        let skeleton = Spec::empty("sqs");
         let libtest = file(&skeleton, "script/libtest.bash");
         let sentence = libtest
             .lines()

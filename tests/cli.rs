@@ -152,13 +152,13 @@ fn a_spec_file_drives_everything_without_prompts() {
     let spec = tmp.path().join("trigger.yaml");
     fs::write(
         &spec,
-        "formatVersion: 1\nsource: amqp\nassociation: function\nfields:\n  - name: broker\n    type: string\n    required: true\n",
+        "formatVersion: 1\nsource: sqs\nassociation: function\nfields:\n  - name: broker\n    type: string\n    required: true\n",
     )
     .unwrap();
     let out = tmp.path().join("out");
     cli().args(["new", "--spec"]).arg(&spec).arg("-o").arg(&out).assert().success();
-    let types = fs::read_to_string(out.join("src/apis/kubeless/v1beta1/amqp_trigger.rs")).unwrap();
-    assert!(types.contains("kind = \"AMQPTrigger\"") && types.contains("pub broker: String"));
+    let types = fs::read_to_string(out.join("src/apis/kubeless/v1beta1/sqs_trigger.rs")).unwrap();
+    assert!(types.contains("kind = \"SQSTrigger\"") && types.contains("pub broker: String"));
     assert!(types.contains("pub function_name: String"));
 }
 
@@ -173,7 +173,7 @@ fn ci_chooses_the_ci_files_and_generate_follows_a_change() {
         ("ci: github\n", [true, false]),
         ("ci: travis\n", [false, true]),
     ] {
-        fs::write(&spec, format!("formatVersion: 1\nsource: amqp\nassociation: function\n{ci}")).unwrap();
+        fs::write(&spec, format!("formatVersion: 1\nsource: sqs\nassociation: function\n{ci}")).unwrap();
         let out = tmp.path().join(format!("out-{}", ci.trim()));
         cli().args(["new", "--spec"]).arg(&spec).arg("-o").arg(&out).assert().success();
         assert_eq!([out.join(workflow).is_file(), out.join(travis).is_file()], files, "{ci:?}");
@@ -190,7 +190,7 @@ fn ci_chooses_the_ci_files_and_generate_follows_a_change() {
     assert!(!repo.join(workflow).exists() && repo.join(travis).is_file());
     cli().arg("check").arg(&repo).assert().success();
     // Anything else is refused, with the values that are valid.
-    fs::write(&spec, "formatVersion: 1\nsource: amqp\nassociation: function\nci: gitlab\n").unwrap();
+    fs::write(&spec, "formatVersion: 1\nsource: sqs\nassociation: function\nci: gitlab\n").unwrap();
     cli()
         .args(["new", "--spec"])
         .arg(&spec)
@@ -227,9 +227,9 @@ fn print_spec_gives_a_starter_spec_that_new_reads_back_and_writes_nothing() {
 #[test]
 fn new_lists_what_it_wrote_and_names_the_file_a_skeleton_needs() {
     let tmp = TempDir::new().unwrap();
-    let out = tmp.path().join("amqp");
+    let out = tmp.path().join("sqs");
     cli()
-        .args(["new", "amqp", "--defaults", "--association", "function", "-o"])
+        .args(["new", "sqs", "--defaults", "--association", "function", "-o"])
         .arg(&out)
         .assert()
         .success()

@@ -171,7 +171,7 @@ fn yes_no_answers_wait_for_enter_and_no_keystroke_leaks_into_the_next_question()
 #[test]
 fn dependent_answers_are_checked_as_typed_and_the_default_comes_last() {
     let tmp = TempDir::new().unwrap();
-    let mut p = start(&["new", "amqp", "-o", "out"], tmp.path());
+    let mut p = start(&["new", "sqs", "-o", "out"], tmp.path());
     default_names(&mut p);
     answer(&mut p, "Add a spec field?", "y");
     answer(&mut p, "Field name", "clientId");
@@ -366,9 +366,9 @@ fn flags_skip_questions_keywords_get_a_rust_name_and_print_spec_writes_nothing()
     let mut p = start(
         &[
             "new",
-            "amqp",
+            "sqs",
             "--kind",
-            "AMQPTrigger",
+            "SQSTrigger",
             "--group",
             "example.com",
             "--api-version",
@@ -398,7 +398,7 @@ fn flags_skip_questions_keywords_get_a_rust_name_and_print_spec_writes_nothing()
     let printed = p.exp_eof().expect("exits");
     assert!(printed.contains("rustName: type_value") && printed.contains("ci: github"), "{printed}");
     assert!(printed.contains("group: example.com"), "{printed}");
-    assert!(!tmp.path().join("amqp-trigger").exists(), "nothing written");
+    assert!(!tmp.path().join("sqs-trigger").exists(), "nothing written");
 }
 
 /// Review findings: stopping half-way through keeping a preset's fields one

@@ -731,7 +731,7 @@ mod tests {
 
     #[test]
     fn an_empty_spec_is_valid() {
-        assert!(validate(&Spec::empty("amqp")).is_empty());
+        assert!(validate(&Spec::empty("sqs")).is_empty());
     }
 
     #[test]
