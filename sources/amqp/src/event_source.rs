@@ -34,7 +34,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
@@ -91,6 +91,8 @@ pub enum ConfigError {
     Tls(String),
     #[error("AMQP_PASSWORD is set but AMQP_USERNAME is not")]
     PasswordWithoutUser,
+    #[error("{key} `{value}`: expected a whole number from {min} to {max}")]
+    Number { key: &'static str, value: String, min: u64, max: u64 },
 }
 
 /// Why a running consumer stopped; the runtime restarts it.
@@ -110,17 +112,12 @@ fn broker_error(what: impl Into<String>) -> impl FnOnce(lapin::Error) -> AmqpErr
     move |source| AmqpError::Broker { what, source }
 }
 
-/// `url` with the password of its user info, if any, replaced by `***`.
+/// `url` with its user info, if any, replaced by `***`: everything up to the
+/// last `@`, so that a password holding `/`, `?` or `@` is hidden too.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{path}")
-        }
+    match rest.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}"),
         None => url.to_owned(),
     }
 }
@@ -158,7 +155,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// The consumer's settings, from the environment.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Settings {
     uri: AMQPUri,
     queue_expiry: Duration,
@@ -167,14 +164,37 @@ struct Settings {
     max_deliver: u32,
 }
 
+/// Without the credentials: a settings dump must not leak them.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("broker", &display(&self.uri))
+            .field("queue_expiry", &self.queue_expiry)
+            .field("dead_letter_exchange", &self.dead_letter_exchange)
+            .field("redelivery_delay", &self.redelivery_delay)
+            .field("max_deliver", &self.max_deliver)
+            .finish()
+    }
+}
+
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-/// Whole seconds from the environment variable `key`, else `default`.
-fn seconds_from_env(key: &str, default: Duration) -> Duration {
-    env(key).and_then(|s| s.parse().ok()).map_or(default, Duration::from_secs)
+/// A whole number from `min` to `max` in the environment variable `key`,
+/// else `default`.
+fn number(key: &'static str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match env(key) {
+        None => Ok(default),
+        Some(value) => match value.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError::Number { key, value, min, max }),
+        },
+    }
 }
+
+/// The longest `x-expires` RabbitMQ takes: 2^32 - 1 ms, in whole seconds.
+const MAX_QUEUE_EXPIRY_SECONDS: u64 = 4_294_967;
 
 impl Settings {
     fn from_env() -> Result<Settings, ConfigError> {
@@ -188,15 +208,22 @@ impl Settings {
             (None, Some(password)) if !password.is_empty() => return Err(ConfigError::PasswordWithoutUser),
             (None, _) => {}
         }
+        // An expiry under a minute would delete a queue, and what it holds,
+        // whenever its consumer reconnects.
+        let expiry = number(
+            "AMQP_QUEUE_EXPIRY_SECONDS",
+            DEFAULT_QUEUE_EXPIRY.as_secs(),
+            60,
+            MAX_QUEUE_EXPIRY_SECONDS,
+        )?;
+        let delay = number("REDELIVERY_DELAY_SECONDS", DEFAULT_REDELIVERY_DELAY.as_secs(), 0, 86_400)?;
+        let max_deliver = number("MAX_DELIVER", DEFAULT_MAX_DELIVER.into(), 1, u32::MAX.into())?;
         Ok(Settings {
             uri,
-            queue_expiry: seconds_from_env("AMQP_QUEUE_EXPIRY_SECONDS", DEFAULT_QUEUE_EXPIRY),
+            queue_expiry: Duration::from_secs(expiry),
             dead_letter_exchange: env("AMQP_DEAD_LETTER_EXCHANGE"),
-            redelivery_delay: seconds_from_env("REDELIVERY_DELAY_SECONDS", DEFAULT_REDELIVERY_DELAY),
-            max_deliver: env("MAX_DELIVER")
-                .and_then(|s| s.parse().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(DEFAULT_MAX_DELIVER),
+            redelivery_delay: Duration::from_secs(delay),
+            max_deliver: u32::try_from(max_deliver).unwrap_or(u32::MAX),
         })
     }
 
@@ -277,6 +304,9 @@ impl Consumer {
         let exchange = ctx.spec.exchange.as_str();
         let routing_key = ctx.spec.routing_key.as_str();
         let channel = declare_exchange(connection, exchange).await?;
+        if let Some(dead_letter) = &self.settings.dead_letter_exchange {
+            dead_letter_exchange_exists(connection, dead_letter).await?;
+        }
         let prefetch = u16::try_from(ctx.max_in_flight.max(1)).unwrap_or(u16::MAX);
         channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(broker_error("basic.qos"))?;
         let queue = match &ctx.spec.queue {
@@ -344,8 +374,11 @@ impl Consumer {
     /// the deliveries in flight and their acknowledgements, which need the
     /// connection still open.
     async fn stop(&self, channel: &Channel, tag: &str, ctx: &ConsumerContext) {
-        if let Err(e) = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await {
-            warn!(group = %ctx.group, error = %e, "cancelling the AMQP consumer failed");
+        let cancel = channel.basic_cancel(tag.into(), BasicCancelOptions::default());
+        match tokio::time::timeout(CLOSE_DEADLINE, cancel).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(group = %ctx.group, error = %e, "cancelling the AMQP consumer failed"),
+            Err(_) => warn!(group = %ctx.group, "the broker did not answer the consumer's cancel in time"),
         }
         if !self.sink.drain(DRAIN_DEADLINE).await {
             warn!(group = %ctx.group, "deliveries still in flight when stopping; the broker requeues them");
@@ -362,6 +395,7 @@ impl Consumer {
             acker: delivery.acker,
             key,
             counted,
+            redelivered: delivery.redelivered,
             settings: self.settings.clone(),
             failures: self.failures.clone(),
             sink: self.sink.clone(),
@@ -396,6 +430,19 @@ async fn declare_exchange(connection: &Connection, exchange: &str) -> Result<Cha
         .await
         .map_err(broker_error(format!("declaring exchange `{exchange}`")))?;
     Ok(channel)
+}
+
+/// Fail unless `exchange` exists: the broker drops, without a trace, what is
+/// dead-lettered to an exchange that does not.
+async fn dead_letter_exchange_exists(connection: &Connection, exchange: &str) -> Result<(), AmqpError> {
+    let what = || format!("the dead-letter exchange `{exchange}` (AMQP_DEAD_LETTER_EXCHANGE)");
+    let channel = connection.create_channel().await.map_err(broker_error("opening a channel"))?;
+    let passive = ExchangeDeclareOptions { passive: true, ..ExchangeDeclareOptions::default() };
+    channel
+        .exchange_declare(exchange.into(), ExchangeKind::Topic, passive, FieldTable::default())
+        .await
+        .map_err(broker_error(what()))?;
+    channel.close(200, "checked".into()).await.map_err(broker_error(what()))
 }
 
 /// Deliveries of this message before this one, as a quorum queue counts
@@ -452,6 +499,8 @@ struct Pending {
     key: u64,
     /// `x-delivery-count`, when the queue counts.
     counted: Option<u32>,
+    /// Whether the broker delivered the message before.
+    redelivered: bool,
     settings: Arc<Settings>,
     failures: Arc<Mutex<HashMap<u64, u32>>>,
     sink: Sink,
@@ -471,15 +520,15 @@ impl Pending {
         self.sink.settle_in_background(async move {
             let result = match settlement {
                 Settlement::Ack => acker.ack(BasicAckOptions::default()).await,
-                Settlement::DeadLetter => {
-                    acker.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await
-                }
+                // basic.reject, not basic.nack: from RabbitMQ 4.3 only a
+                // reject raises a quorum queue's x-delivery-count.
+                Settlement::DeadLetter => acker.reject(BasicRejectOptions { requeue: false }).await,
                 Settlement::Requeue => {
                     tokio::select! {
                         () = shutdown.cancelled() => {}
                         () = tokio::time::sleep(settings.redelivery_delay) => {}
                     }
-                    acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await
+                    acker.reject(BasicRejectOptions { requeue: true }).await
                 }
             };
             if let Err(e) = result {
@@ -499,9 +548,12 @@ impl Pending {
         if failures.len() >= MAX_REMEMBERED_FAILURES && !failures.contains_key(&self.key) {
             failures.clear();
         }
+        // A first delivery is the first, whatever failed before with the same
+        // key (another message with the same body or `message-id`); the
+        // broker's count, where there is one, is exact.
         let seen = failures.entry(self.key).or_default();
-        *seen += 1;
-        let deliveries = self.counted.map_or(*seen, |n| n.saturating_add(1).max(*seen));
+        *seen = if self.redelivered { seen.saturating_add(1) } else { 1 };
+        let deliveries = self.counted.map_or(*seen, |n| n.saturating_add(1));
         if deliveries >= self.settings.max_deliver || self.settings.dead_letter_exchange.is_some() {
             failures.remove(&self.key);
         }
@@ -544,10 +596,20 @@ mod tests {
 
     #[test]
     fn a_password_is_never_shown() {
-        assert_eq!(redacted("amqp://u:p@h:1/v"), "amqp://u:***@h:1/v");
-        assert_eq!(redacted("amqp://u@h"), "amqp://u@h");
-        assert_eq!(redacted("amqp://h:1/v@x"), "amqp://h:1/v@x");
+        assert_eq!(redacted("amqp://u:p@h:1/v"), "amqp://***@h:1/v");
+        assert_eq!(redacted("amqp://u@h"), "amqp://***@h");
+        assert_eq!(redacted("amqp://h:1/v"), "amqp://h:1/v");
         assert_eq!(redacted("no scheme"), "no scheme");
+        // Passwords with the characters that end a URL's authority.
+        for url in ["amqp://u:pa/XyZ@h/%2f", "amqp://u:pa?XyZ@h", "amqp://u:p@XyZ@h"] {
+            assert!(!redacted(url).contains("XyZ"), "{}", redacted(url));
+            if let Err(error) = broker_uri(url) {
+                assert!(!error.to_string().contains("XyZ"), "{error}");
+            }
+        }
+        let mut with_password = settings();
+        with_password.uri.authority.userinfo.password = "secret".into();
+        assert!(!format!("{with_password:?}").contains("secret"));
     }
 
     #[test]
