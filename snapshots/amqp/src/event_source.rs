@@ -1023,6 +1023,8 @@ mod faults {
     /// A RabbitMQ node of its own, whose queues survive its restarts.
     struct Rabbit {
         port: u16,
+        /// Its own epmd's port: the suite stops that epmd, and no other.
+        epmd: u16,
         node: String,
         dir: PathBuf,
         child: Option<Child>,
@@ -1041,7 +1043,7 @@ mod faults {
             std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("the plugins file");
             std::fs::write(dir.join("rabbitmq.conf"), "").expect("the configuration");
             let node = format!("kt-faults-{}-{port}@localhost", std::process::id());
-            let mut broker = Rabbit { port, node, dir, child: None };
+            let mut broker = Rabbit { port, epmd: free_port(), node, dir, child: None };
             broker.up();
             broker
         }
@@ -1059,6 +1061,7 @@ mod faults {
             let mut command = Command::new(Self::bin(name));
             command
                 .env("HOME", &self.dir)
+                .env("ERL_EPMD_PORT", self.epmd.to_string())
                 .env("RABBITMQ_NODENAME", &self.node)
                 .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
                 .env("RABBITMQ_NODE_PORT", self.port.to_string())
@@ -1100,6 +1103,7 @@ mod faults {
     impl Drop for Rabbit {
         fn drop(&mut self) {
             self.down();
+            let _ = Command::new("epmd").arg("-port").arg(self.epmd.to_string()).arg("-kill").output();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
