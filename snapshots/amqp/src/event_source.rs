@@ -1312,6 +1312,16 @@ mod faults {
         rig.finish().await
     }
 
+    async fn function_hanging(broker: &mut Rabbit) -> Tally {
+        let mut rig = Rig::new("function hanging, then answering", "hanging", broker).await;
+        rig.function.set(Behaviour::Hang);
+        rig.publish(20).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        rig.function.set(Behaviour::Answer);
+        rig.publish(20).await;
+        rig.finish().await
+    }
+
     async fn shutdown_under_load(broker: &mut Rabbit) -> Tally {
         let mut rig = Rig::new("SIGTERM (drain) under load", "drain", broker).await;
         rig.function.set(Behaviour::Hang);
@@ -1334,6 +1344,7 @@ mod faults {
         let rows = vec![
             broker_restarted_mid_stream(&mut broker).await,
             function_failing_then_recovering(&mut broker).await,
+            function_hanging(&mut broker).await,
             shutdown_under_load(&mut broker).await,
         ];
         println!("{}", table(&rows));
